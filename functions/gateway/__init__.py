@@ -1,0 +1,1 @@
+"""Gateway: routing, authorizer (API keys, JWT), rate limiting, CORS."""

@@ -1,0 +1,1 @@
+"""Observability: span store, trace assembly, logs, suggestions, the HTTP API and the dashboard."""

@@ -1,0 +1,149 @@
+"""SQLite span store under ``.flux/``: the local adapter of :class:`SpanStore`.
+
+One connection per thread (sqlite3 objects are not shared across threads), WAL
+so that ``flux trace`` can read while ``flux dev`` writes, and ``INSERT OR
+REPLACE`` keyed on (trace_id, span_id) so a retried write is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from functions.observability.store import SpanStore, TraceSummary, summary_of
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start_us INTEGER NOT NULL,
+    duration_us INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    function TEXT NOT NULL DEFAULT '',
+    is_root INTEGER NOT NULL DEFAULT 0,
+    attrs TEXT NOT NULL,
+    PRIMARY KEY (trace_id, span_id)
+);
+CREATE INDEX IF NOT EXISTS spans_roots ON spans (is_root, start_us);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    trace_id TEXT NOT NULL,
+    span_id TEXT,
+    ts_us INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    function TEXT NOT NULL,
+    message TEXT NOT NULL,
+    fields TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_ts ON logs (ts_us);
+CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id);
+"""
+
+
+class SqliteSpanStore(SpanStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def write_spans(self, spans: Sequence[Span]) -> None:
+        if not spans:
+            return
+        rows = [
+            (s.trace_id, s.span_id, s.parent_span_id, s.kind, s.name, s.start_us, s.duration_us, s.status,
+             str(s.attrs.get("function") or ""), 1 if s.parent_span_id is None or s.attrs.get("root") else 0,
+             json.dumps(s.attrs, default=str))
+            for s in spans
+        ]
+        conn = self._connect()
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def write_logs(self, logs: Sequence[LogRecord]) -> None:
+        if not logs:
+            return
+        rows = [(r.trace_id, r.span_id, r.ts_us, r.level, r.function, r.message, json.dumps(r.fields, default=str))
+                for r in logs]
+        conn = self._connect()
+        with conn:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO logs (trace_id, span_id, ts_us, level, function, message, fields) VALUES (?,?,?,?,?,?,?)",
+                rows)
+
+    def get_trace(self, trace_id: str) -> list[Span]:
+        cur = self._connect().execute(
+            "SELECT trace_id, span_id, parent_span_id, kind, name, start_us, duration_us, status, attrs "
+            "FROM spans WHERE trace_id = ? ORDER BY start_us, span_id", (trace_id,))
+        return [Span(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in cur]
+
+    def list_traces(self, *, function: str | None = None, status: str | None = None,
+                    since_us: int | None = None, limit: int = 50) -> list[TraceSummary]:
+        where = ["is_root = 1"]
+        args: list[object] = []
+        if function:
+            where.append("function = ?")
+            args.append(function)
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if since_us is not None:
+            where.append("start_us >= ?")
+            args.append(since_us)
+        args.append(max(1, min(limit, 1000)))
+        cur = self._connect().execute(
+            "SELECT trace_id, span_id, parent_span_id, kind, name, start_us, duration_us, status, attrs "
+            f"FROM spans WHERE {' AND '.join(where)} ORDER BY start_us DESC LIMIT ?", args)
+        return [summary_of(Span(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8]))) for r in cur]
+
+    def list_logs(self, *, function: str | None = None, level: str | None = None, since_us: int | None = None,
+                  request_id: str | None = None, limit: int = 100) -> list[LogRecord]:
+        where: list[str] = []
+        args: list[object] = []
+        if function:
+            where.append("function = ?")
+            args.append(function)
+        if level:
+            # A level filter means "this level and more severe", as log tools do.
+            allowed = LOG_LEVELS[LOG_LEVELS.index(level):] if level in LOG_LEVELS else (level,)
+            where.append(f"level IN ({','.join('?' * len(allowed))})")
+            args.extend(allowed)
+        if since_us is not None:
+            where.append("ts_us >= ?")
+            args.append(since_us)
+        if request_id:
+            where.append("trace_id = ?")
+            args.append(request_id)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        args.append(max(1, min(limit, 10_000)))
+        cur = self._connect().execute(
+            f"SELECT trace_id, span_id, ts_us, level, function, message, fields FROM logs {clause} "
+            "ORDER BY ts_us DESC, id DESC LIMIT ?", args)
+        rows = [LogRecord(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in cur]
+        rows.reverse()
+        return rows
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None

@@ -1,0 +1,26 @@
+"""What a layer needs to know about the call it serves: the trace, the parent span and the sink.
+
+The runtime builds a :class:`CallContext` for each RPC a Deno worker makes
+(``ctx.db.query``, ``ctx.queue.push`` ...) so the engine and the queue can
+record their spans as children of the span that was current in user code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from functions.shared.spans import NullSink, SpanSink
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    trace_id: str
+    parent_span_id: str | None
+    function: str = ""
+    request_id: str = ""
+    sink: SpanSink = field(default_factory=NullSink)
+    auth: dict[str, Any] = field(default_factory=dict)
+
+    def child(self, parent_span_id: str | None) -> CallContext:
+        return replace(self, parent_span_id=parent_span_id)

@@ -1,0 +1,333 @@
+"""flux.json models: the project file and one file per function (DESIGN §4).
+
+Loading is strict: an unknown key, a wrong type, a duplicate method+route or a
+function folder without ``index.ts`` is a :class:`ManifestError` whose message
+names the file and the field, reported before anything starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from functions.shared.errors import FluxError
+
+AuthMode = Literal["none", "api_key", "jwt"]
+HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+_SEGMENT = r"(?:[A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
+_ROUTE = re.compile(rf"^/{_SEGMENT}?(?:/{_SEGMENT})*$")
+_FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+_HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9.-]+(?::\d{1,5})?$")
+
+
+class ManifestError(FluxError):
+    """A flux.json file is invalid; the message names the file and the field."""
+
+    status, code = 400, "invalid_manifest"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RateLimit(_Model):
+    requests: int = Field(100, ge=1, le=1_000_000)
+    per_seconds: int = Field(60, ge=1, le=86_400)
+    burst: int | None = Field(None, ge=1, le=1_000_000)
+
+
+class Retry(_Model):
+    max_attempts: int = Field(3, ge=1, le=100)
+    backoff: Literal["exponential", "linear", "fixed"] = "exponential"
+    base_ms: int = Field(1000, ge=0, le=3_600_000)
+
+
+class Ordering(_Model):
+    group_by: str = Field(min_length=1, max_length=128)
+
+
+class FunctionConfig(_Model):
+    """One function's flux.json; ``name`` and ``directory`` are filled in by the loader."""
+
+    route: str | None = None
+    method: HttpMethod = "POST"
+    async_: bool = Field(False, alias="async")
+    auth: AuthMode | None = None
+    rate_limit: RateLimit | None = None
+    timeout_ms: int = Field(10_000, ge=1, le=900_000)
+    memory_mb: int = Field(256, ge=64, le=10_240)
+    retry: Retry = Retry()
+    ordering: Ordering | None = None
+    allow_net: list[str] = Field(default_factory=list)
+    input_schema: dict[str, Any] | None = None
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @field_validator("route")
+    @classmethod
+    def _route_shape(cls, value: str | None) -> str | None:
+        if value is not None and not _ROUTE.match(value):
+            raise ValueError("must start with '/' and contain only path segments or {param} segments")
+        return value
+
+    @field_validator("allow_net")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not _HOST.match(host):
+                raise ValueError(f"{host!r} is not a host name (optionally with :port)")
+            bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+            if bare.lower() in {"localhost", "localhost.localdomain"}:
+                raise ValueError(f"{host!r}: loopback hosts are always denied")
+            try:
+                address = ipaddress.ip_address(bare)
+            except ValueError:
+                continue
+            if not address.is_global:
+                raise ValueError(f"{host!r}: private, loopback and link-local addresses are always denied")
+        return value
+
+    @field_validator("input_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return value
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import SchemaError
+
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _async_only(self) -> FunctionConfig:
+        if self.ordering is not None and not self.async_:
+            raise ValueError("'ordering' applies to async functions only (set \"async\": true)")
+        return self
+
+
+class JwtConfig(_Model):
+    issuer: str | None = None
+    audience: str | None = None
+    jwks_url: str | None = None
+    secret_name: str | None = None
+    algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]] = \
+        Field(default_factory=lambda: ["RS256"])
+    leeway_s: int = Field(30, ge=0, le=300)
+    jwks_refresh_s: int = Field(300, ge=1, le=86_400)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JwtConfig:
+        if bool(self.jwks_url) == bool(self.secret_name):
+            raise ValueError("set exactly one of 'jwks_url' or 'secret_name'")
+        symmetric = {a for a in self.algorithms if a.startswith("HS")}
+        if self.secret_name and symmetric != set(self.algorithms):
+            raise ValueError("'secret_name' keys sign with HS* algorithms only")
+        if self.jwks_url and symmetric:
+            raise ValueError("'jwks_url' keys verify RS*/ES*/PS* algorithms only")
+        return self
+
+
+class ProjectAuth(_Model):
+    default: AuthMode = "none"
+    jwt: JwtConfig | None = None
+
+
+class Cors(_Model):
+    origins: list[str] = Field(default_factory=list)
+    headers: list[str] = Field(default_factory=lambda: ["content-type", "authorization", "x-api-key"])
+    max_age: int = Field(600, ge=0, le=86_400)
+
+
+class Database(_Model):
+    url: str | None = None
+    provision: bool = False
+    secret_arn: str | None = None
+
+
+class Observability(_Model):
+    slow_query_ms: int = Field(100, ge=1, le=600_000)
+    n_plus_one_threshold: int = Field(5, ge=2, le=10_000)
+    retention_days: int = Field(14, ge=1, le=3650)
+    tracing: bool = True
+
+
+class Limits(_Model):
+    max_body_bytes: int = Field(1_048_576, ge=1, le=10 * 1_048_576)
+
+
+class ProjectConfig(_Model):
+    name: str = Field(min_length=1, max_length=64)
+    functions_dir: str = "functions"
+    auth: ProjectAuth = ProjectAuth()
+    cors: Cors = Cors()
+    rate_limit: RateLimit | None = None
+    database: Database = Database()
+    observability: Observability = Observability()
+    limits: Limits = Limits()
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"default": value}
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9-]*$", value):
+            raise ValueError("use letters, digits and '-', starting with a letter")
+        return value
+
+
+class FunctionSpec(BaseModel):
+    """A loaded function: its config resolved against the project defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    directory: Path
+    entry: Path
+    config: FunctionConfig
+    route: str
+    method: str
+    auth: AuthMode
+    rate_limit: RateLimit | None
+
+    @property
+    def is_async(self) -> bool:
+        return self.config.async_
+
+
+class Project(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    root: Path
+    config: ProjectConfig
+    functions: dict[str, FunctionSpec]
+
+    def function(self, name: str) -> FunctionSpec:
+        return self.functions[name]
+
+
+def _describe(exc: ValidationError, file: Path, root: Path) -> list[str]:
+    shown = _relative(file, root)
+    problems = []
+    for error in exc.errors():
+        location = ".".join(str(p) for p in error["loc"] if p != "__root__")
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        where = f"field '{location}'" if location else "top level"
+        problems.append(f"{shown}: {where}: {message}")
+    return problems
+
+
+def _relative(file: Path, root: Path) -> str:
+    try:
+        return str(file.relative_to(root))
+    except ValueError:
+        return str(file)
+
+
+def _read_json(file: Path, root: Path) -> Any:
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ManifestError([f"{_relative(file, root)}: invalid JSON at line {exc.lineno} column {exc.colno}: "
+                             f"{exc.msg}"]) from None
+    except UnicodeDecodeError:
+        raise ManifestError([f"{_relative(file, root)}: not UTF-8 text"]) from None
+
+
+def load_project(root: str | Path) -> Project:
+    """Read and validate ``<root>/flux.json`` and every ``functions/*/flux.json``."""
+    root = Path(root).resolve()
+    project_file = root / "flux.json"
+    if not project_file.is_file():
+        raise ManifestError([f"{project_file}: not found (is this a Flux project? try `flux init`)"])
+    raw = _read_json(project_file, root)
+    if not isinstance(raw, dict):
+        raise ManifestError(["flux.json: top level: must be an object"])
+    try:
+        project = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ManifestError(_describe(exc, project_file, root)) from None
+
+    functions_dir = root / project.functions_dir
+    problems: list[str] = []
+    specs: dict[str, FunctionSpec] = {}
+    routes: dict[tuple[str, str], str] = {}
+    folders = sorted(p for p in functions_dir.iterdir() if p.is_dir()) if functions_dir.is_dir() else []
+    for folder in folders:
+        if folder.name.startswith((".", "_")):
+            continue
+        name = folder.name
+        config_file = folder / "flux.json"
+        entry = folder / "index.ts"
+        if not _FUNCTION_NAME.match(name):
+            problems.append(f"{_relative(folder, root)}: function names use lowercase letters, digits, '_' and '-'")
+            continue
+        if not entry.is_file():
+            problems.append(f"{_relative(entry, root)}: missing (every function folder needs an index.ts)")
+            continue
+        data: Any = {}
+        if config_file.is_file():
+            try:
+                data = _read_json(config_file, root)
+            except ManifestError as exc:
+                problems.extend(exc.problems)
+                continue
+            if not isinstance(data, dict):
+                problems.append(f"{_relative(config_file, root)}: top level: must be an object")
+                continue
+        try:
+            config = FunctionConfig.model_validate(data)
+        except ValidationError as exc:
+            problems.extend(_describe(exc, config_file, root))
+            continue
+        route = config.route or f"/{name}"
+        key = (config.method, _route_pattern(route))
+        if key in routes:
+            problems.append(f"{_relative(config_file, root)}: field 'route': {config.method} {route} "
+                            f"is already the route of function '{routes[key]}'")
+            continue
+        routes[key] = name
+        specs[name] = FunctionSpec(
+            name=name, directory=folder, entry=entry, config=config, route=route, method=config.method,
+            auth=config.auth or project.auth.default,
+            rate_limit=config.rate_limit or project.rate_limit,
+        )
+        if specs[name].auth == "jwt" and project.auth.jwt is None:
+            problems.append(f"{_relative(config_file, root)}: field 'auth': \"jwt\" needs 'auth.jwt' in flux.json")
+    if project.auth.default == "jwt" and project.auth.jwt is None:
+        problems.append("flux.json: field 'auth.jwt': the default auth mode is \"jwt\" but no jwt settings are given")
+    if problems:
+        raise ManifestError(problems)
+    return Project(root=root, config=project, functions=specs)
+
+
+def _route_pattern(route: str) -> str:
+    """Routes that differ only in parameter names collide: /a/{x} and /a/{y}."""
+    return re.sub(r"\{[^}]+\}", "{}", route)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of both files, for editors and for `flux schema`."""
+    return {
+        "project": ProjectConfig.model_json_schema(by_alias=True),
+        "function": FunctionConfig.model_json_schema(by_alias=True),
+    }
