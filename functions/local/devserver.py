@@ -1,0 +1,117 @@
+"""`flux dev`: serve a project on 127.0.0.1 with hot reload, until Ctrl-C.
+
+Uvicorn serves the local gateway. Its own signal capture re-raises the signal
+after shutdown, which would cut our cleanup short, so :class:`_Server` replaces
+it with handlers that only ask the server to exit; the stack (workers, embedded
+Postgres, queue dispatcher) is then stopped in order and nothing is left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from functions.local.stack import LocalStack
+from functions.shared.manifest import ManifestError
+
+Printer = Callable[[str], None]
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._request_exit)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    def _request_exit(self) -> None:
+        if self.should_exit:
+            self.force_exit = True
+        self.should_exit = True
+
+
+async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000, watch: bool = True,
+                out: Printer = print, tracing: bool | None = None) -> int:
+    def on_request(info: dict[str, Any]) -> None:
+        out(f"{info['method']:<6} {info['path']:<32} {info['status']}  {info['duration_us'] / 1000:7.1f} ms  "
+            f"{info['trace_id']}")
+
+    started = time.perf_counter()
+    stack = LocalStack(project_dir, on_request=on_request, tracing=tracing)
+    await stack.start()
+    server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
+                                    access_log=False, timeout_graceful_shutdown=5))
+    watcher: asyncio.Task[None] | None = None
+    try:
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+            await asyncio.sleep(0.02)
+        if serving.done():
+            await serving
+            out(f"could not listen on {host}:{port}")
+            return 1
+        url = f"http://{host}:{port}"
+        _banner(stack, url, out, time.perf_counter() - started)
+        stack.paths.dev_file.write_text(json.dumps({"url": url, "port": port, "pid": os.getpid()}))
+        if watch:
+            watcher = asyncio.create_task(_watch(stack, out))
+        await serving
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        with contextlib.suppress(FileNotFoundError):
+            stack.paths.dev_file.unlink()
+        await stack.stop()
+        out("stopped")
+    return 0
+
+
+def _banner(stack: LocalStack, url: str, out: Printer, elapsed: float) -> None:
+    project = stack.project
+    out(f"flux dev: {project.config.name} ready in {elapsed:.1f}s")
+    for spec in sorted(project.functions.values(), key=lambda s: (s.route, s.method)):
+        mode = "async" if spec.is_async else "sync"
+        out(f"  {spec.method:<6} {url}{spec.route:<28} -> {spec.name} ({mode}, auth: {spec.auth})")
+    out(f"  dashboard: {url}/_flux/")
+    out("  Ctrl-C to stop")
+
+
+async def _watch(stack: LocalStack, out: Printer) -> None:
+    from watchfiles import awatch
+
+    root = stack.project.root
+    functions_dir = root / stack.project.config.functions_dir
+
+    def relevant(_change: Any, path: str) -> bool:
+        p = Path(path)
+        if ".flux" in p.parts or "node_modules" in p.parts:
+            return False
+        return p == root / "flux.json" or functions_dir in p.parents
+
+    async for changes in awatch(root, watch_filter=relevant, debounce=200, step=50):
+        names = sorted({Path(p).relative_to(root).as_posix() for _, p in changes})
+        try:
+            project = await stack.reload()
+        except ManifestError as exc:
+            out("reload failed; still serving the previous version:")
+            for problem in exc.problems:
+                out(f"  {problem}")
+            continue
+        out(f"reloaded ({', '.join(names[:3])}{'...' if len(names) > 3 else ''}): "
+            f"{len(project.functions)} functions")

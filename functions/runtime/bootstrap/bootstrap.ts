@@ -1,0 +1,283 @@
+// Flux worker bootstrap: loads one user function and serves invocations from the Python host.
+//
+// Protocol. The host writes JSON lines to stdin. The worker answers with frames on stdout:
+// one line each, "\x1eFLUX:<nonce> <json>". The nonce comes in the first stdin message, so
+// whatever user code prints (console.* is captured as logs; a raw Deno.stdout write becomes a
+// stray-output log line) cannot be mistaken for a frame. One invocation runs at a time; inside
+// it, user code may have many RPC calls (ctx.db.query, ...) in flight, matched by id.
+import { AsyncLocalStorage } from "node:async_hooks";
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+interface Scope { inv: number; spanId: string }
+interface Pending { resolve: (value: any) => void; reject: (error: unknown) => void }
+
+const entryUrl = Deno.args[0];
+const functionName = Deno.args[1] ?? "function";
+const functionDir = Deno.args[2] ?? "";
+const encoder = new TextEncoder();
+const stdout = Deno.stdout;
+const scope = new AsyncLocalStorage<Scope>();
+const pending = new Map<number, Pending>();
+let nonce = "";
+let nextCallId = 1;
+let currentInv = 0;
+
+function writeFrame(frame: Record<string, unknown>): void {
+  let line: string;
+  try {
+    line = JSON.stringify(frame);
+  } catch (_err) {
+    line = JSON.stringify({ ...frame, value: undefined, fields: undefined, unserializable: true });
+  }
+  const bytes = encoder.encode(`\n\x1eFLUX:${nonce} ${line}\n`);
+  let written = 0;
+  while (written < bytes.length) written += stdout.writeSync(bytes.subarray(written));
+}
+
+function nowUs(): number {
+  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+}
+
+function newSpanId(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(8));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+class FluxError extends Error {
+  status: number;
+  code: string;
+  constructor(status: number, code: string, message: string) {
+    super(message);
+    this.name = "FluxError";
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw new TypeError(`FluxError status must be an integer from 400 to 599, got ${status}`);
+    }
+    if (typeof code !== "string" || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) {
+      throw new TypeError(`FluxError code must be snake_case, got ${JSON.stringify(code)}`);
+    }
+    this.status = status;
+    this.code = code;
+  }
+}
+(globalThis as any).FluxError = FluxError;
+
+function currentScope(): Scope {
+  return scope.getStore() ?? { inv: currentInv, spanId: "" };
+}
+
+function formatArgs(args: unknown[]): string {
+  return args.map((a) => (typeof a === "string" ? a : Deno.inspect(a, { depth: 6, colors: false }))).join(" ");
+}
+
+function toFields(value: unknown): Json {
+  if (value === undefined || value === null) return {};
+  try {
+    return JSON.parse(JSON.stringify(value));
+  } catch (_err) {
+    return { value: Deno.inspect(value, { depth: 4, colors: false }) };
+  }
+}
+
+function emitLog(level: string, message: string, fields: unknown): void {
+  const s = currentScope();
+  writeFrame({ t: "log", inv: s.inv, span: s.spanId, ts_us: nowUs(), level, message, fields: toFields(fields) });
+}
+
+const consoleLevels: Record<string, string> = { log: "info", info: "info", debug: "debug", warn: "warn", error: "error", trace: "debug" };
+for (const [method, level] of Object.entries(consoleLevels)) {
+  (console as any)[method] = (...args: unknown[]) => emitLog(level, formatArgs(args), {});
+}
+
+function call(method: string, params: unknown): Promise<any> {
+  const s = currentScope();
+  const id = nextCallId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject });
+    writeFrame({ t: "call", id, inv: s.inv, span: s.spanId, method, params: params as Json });
+  });
+}
+
+function errorFromReply(error: { status?: number; code?: string; message?: string }): Error {
+  const status = error.status ?? 500;
+  const code = error.code && /^[a-z][a-z0-9_]{0,63}$/.test(error.code) ? error.code : "function_error";
+  return new FluxError(status >= 400 && status <= 599 ? status : 500, code, error.message ?? "call failed");
+}
+
+async function withSpan<T>(kind: string, name: string, attrs: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
+  const parent = currentScope();
+  const spanId = newSpanId();
+  const start = nowUs();
+  const t0 = performance.now();
+  let status = "ok";
+  const extra: Record<string, unknown> = {};
+  try {
+    return await scope.run({ inv: parent.inv, spanId }, fn);
+  } catch (err) {
+    status = "error";
+    extra["error.message"] = err instanceof Error ? err.message : String(err);
+    throw err;
+  } finally {
+    writeFrame({
+      t: "span", inv: parent.inv,
+      span: { span_id: spanId, parent_span_id: parent.spanId || null, kind, name, start_us: start,
+              duration_us: Math.round((performance.now() - t0) * 1000), status,
+              attrs: toFields({ ...attrs, ...extra }) },
+    });
+  }
+}
+
+function makeCtx(message: any) {
+  const meta = message.ctx ?? {};
+  const log = (level: string) => (msg: unknown, fields?: unknown) =>
+    emitLog(level, typeof msg === "string" ? msg : formatArgs([msg]), fields);
+  return Object.freeze({
+    requestId: meta.requestId as string,
+    traceId: meta.traceId as string,
+    auth: Object.freeze(meta.auth ?? { type: "none" }),
+    job: meta.job ? Object.freeze(meta.job) : undefined,
+    function: Object.freeze({
+      name: functionName,
+      invoke: (name: string, payload?: unknown) => call("function.invoke", { function: name, payload: payload ?? null }),
+    }),
+    log: Object.freeze({ debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") }),
+    secrets: Object.freeze({
+      get: async (name: string, fallback?: string): Promise<string> => {
+        const value = await call("secrets.get", { name });
+        if (value === null || value === undefined) {
+          if (fallback !== undefined) return fallback;
+          throw new Error(`Secret "${name}" is not set. Set it with: flux secrets set ${name}`);
+        }
+        return value as string;
+      },
+    }),
+    db: Object.freeze({
+      query: async (query: unknown) => {
+        const result = await call("db.query", query);
+        return result.rows;
+      },
+      batch: async (queries: unknown[]) => {
+        const results = await call("db.batch", queries);
+        return results.map((r: any) => r.rows);
+      },
+    }),
+    queue: Object.freeze({
+      push: (name: string, payload?: unknown, options?: Record<string, unknown>) =>
+        call("queue.push", { function: name, payload: payload ?? null, options: options ?? {} }),
+    }),
+    span: <T>(name: string, fn: () => Promise<T> | T, attrs?: Record<string, unknown>) =>
+      withSpan("custom", String(name), attrs ?? {}, async () => await fn()),
+    fetch: (input: string | URL | Request, init?: RequestInit) => {
+      const url = new URL(input instanceof Request ? input.url : String(input));
+      const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
+      return withSpan("http", `${method} ${url.host}`, { "http.method": method, "http.host": url.host, "http.path": url.pathname },
+        async () => {
+          const response = await fetch(input, init);
+          return response;
+        });
+    },
+  });
+}
+
+// Where in the user's code an error was thrown: the first stack frame inside the function's folder.
+function sourceLocation(stack: string | undefined): { file?: string; line?: number; column?: number } {
+  if (!stack) return {};
+  const frames = [...stack.matchAll(/(file:\/\/[^\s)]+?):(\d+):(\d+)/g)];
+  const dirUrl = functionDir ? new URL(`file://${functionDir.endsWith("/") ? functionDir : functionDir + "/"}`).href : "";
+  const frame = frames.find((f) => dirUrl && f[1].startsWith(dirUrl)) ?? frames.find((f) => !f[1].includes("/runtime/bootstrap/"));
+  if (!frame) return {};
+  let file = decodeURIComponent(frame[1].replace(/^file:\/\//, ""));
+  return { file, line: Number(frame[2]), column: Number(frame[3]) };
+}
+
+function describeError(err: unknown) {
+  if (err instanceof FluxError) {
+    return { status: err.status, code: err.code, message: err.message, user: true, stack: err.stack, ...sourceLocation(err.stack) };
+  }
+  if (err instanceof Error) {
+    return { status: 500, code: "function_error", name: err.name, message: `${err.name}: ${err.message}`, stack: err.stack, ...sourceLocation(err.stack) };
+  }
+  return { status: 500, code: "function_error", name: "Error", message: `Uncaught ${Deno.inspect(err)}` };
+}
+
+let handler: ((input: unknown, ctx: unknown) => unknown) | null = null;
+let loadError: ReturnType<typeof describeError> | null = null;
+
+async function invoke(message: any): Promise<void> {
+  const inv = message.id as number;
+  currentInv = inv;
+  if (!handler) {
+    writeFrame({ t: "done", id: inv, ok: false, error: loadError });
+    return;
+  }
+  try {
+    const ctx = makeCtx(message);
+    const value = await scope.run({ inv, spanId: message.ctx?.spanId ?? "" }, async () => await handler!(message.input, ctx));
+    let encoded: Json;
+    try {
+      encoded = value === undefined ? null : JSON.parse(JSON.stringify(value));
+    } catch (err) {
+      writeFrame({ t: "done", id: inv, ok: false, error: { status: 500, code: "function_error", message: `the return value is not JSON: ${(err as Error).message}` } });
+      return;
+    }
+    writeFrame({ t: "done", id: inv, ok: true, value: encoded });
+  } catch (err) {
+    writeFrame({ t: "done", id: inv, ok: false, error: describeError(err) });
+  }
+}
+
+function onMessage(message: any): void {
+  switch (message.t) {
+    case "hello":
+      nonce = String(message.nonce);
+      load();
+      break;
+    case "invoke":
+      invoke(message);
+      break;
+    case "reply": {
+      const waiter = pending.get(message.id);
+      if (!waiter) return;
+      pending.delete(message.id);
+      if (message.ok) waiter.resolve(message.value);
+      else waiter.reject(errorFromReply(message.error ?? {}));
+      break;
+    }
+  }
+}
+
+async function load(): Promise<void> {
+  try {
+    const mod = await import(entryUrl);
+    if (typeof mod.default !== "function") {
+      throw new Error(`${functionName}/index.ts must "export default async function handler(input, ctx)"`);
+    }
+    handler = mod.default;
+  } catch (err) {
+    loadError = { ...describeError(err), status: 500, code: "function_error" };
+    loadError.message = `could not load ${functionName}: ${loadError.message}`;
+  }
+  writeFrame({ t: "ready", error: loadError });
+}
+
+globalThis.addEventListener("unhandledrejection", (event) => {
+  event.preventDefault();
+  const reason = event.reason instanceof Error ? `${event.reason.name}: ${event.reason.message}` : String(event.reason);
+  emitLog("error", `unhandled promise rejection: ${reason}`, {});
+});
+globalThis.addEventListener("error", (event) => {
+  event.preventDefault();
+  emitLog("error", `uncaught error: ${event.message}`, {});
+});
+
+const decoder = new TextDecoder();
+let buffered = "";
+for await (const chunk of Deno.stdin.readable) {
+  buffered += decoder.decode(chunk, { stream: true });
+  let newline: number;
+  while ((newline = buffered.indexOf("\n")) >= 0) {
+    const line = buffered.slice(0, newline);
+    buffered = buffered.slice(newline + 1);
+    if (line.trim()) onMessage(JSON.parse(line));
+  }
+}
+Deno.exit(0);

@@ -1,0 +1,32 @@
+"""Runtime error root. Worker-level failures map to the public 502/504 errors."""
+
+from __future__ import annotations
+
+from functions.shared.errors import FluxError, FunctionTimeout, RuntimeCrashed
+
+
+class RuntimeFailure(FluxError):
+    """Root of errors raised by the runtime package."""
+
+
+class WorkerCrashed(RuntimeFailure, RuntimeCrashed):
+    """The Deno worker process died during an invocation (502 runtime_crashed)."""
+
+
+class WorkerStartFailed(RuntimeFailure, RuntimeCrashed):
+    """A Deno worker could not be started (502 runtime_crashed)."""
+
+
+class WorkerTimedOut(RuntimeFailure, FunctionTimeout):
+    """The invocation ran past timeout_ms; the worker was killed (504 function_timeout)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(f"the function did not finish within {int(timeout_s * 1000)} ms (timeout_ms)")
+
+
+class FunctionNotFound(RuntimeFailure):
+    status, code = 404, "function_not_found"
+
+
+class InvocationDepthExceeded(RuntimeFailure):
+    status, code = 500, "invocation_loop"

@@ -1,0 +1,253 @@
+"""The runtime host: warm worker pools for every function, and the services behind ``ctx``.
+
+:class:`Runtime` implements the :class:`~functions.runtime.ports.Invoker` port.
+An invocation gets a function span (child of the caller's span), runs in a
+worker from that function's pool under ``timeout_ms``, and has its RPC calls
+dispatched here: ``db.*`` to the Data Engine, ``queue.push`` to the queue,
+``secrets.get`` to the secrets store, ``function.invoke`` back into this class.
+Logs and custom spans the worker reports go to the sink, with the secret values
+handed out during the invocation redacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded
+from functions.runtime.pool import WorkerPool
+from functions.runtime.ports import DbService, QueueService
+from functions.runtime.sandbox import deno_executable, worker_command
+from functions.runtime.worker import DenoWorker, Invocation
+from functions.shared.context import CallContext
+from functions.shared.errors import FluxError, FunctionError, ValidationFailed, error_for_code
+from functions.shared.manifest import FunctionSpec, Project
+from functions.shared.secrets import SecretsStore
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span, SpanSink, redact, start_span
+
+_log = logging.getLogger("flux.runtime")
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("flux_invoke_depth", default=0)
+MAX_INVOKE_DEPTH = 8
+
+
+class ServiceUnavailable(FluxError):
+    status, code = 500, "service_unavailable"
+
+
+@dataclass
+class RuntimeOptions:
+    state_dir: Path
+    min_warm: int = 1
+    max_workers: int = 4
+    expose_errors: bool = True
+    deno: str | None = None
+
+
+@dataclass
+class Services:
+    db: DbService | None = None
+    queue: QueueService | None = None
+    secrets: SecretsStore | None = None
+
+
+@dataclass
+class _Collected:
+    call: CallContext
+    function: str
+    secrets: list[str] = field(default_factory=list)
+
+
+class Runtime:
+    def __init__(self, project: Project, *, sink: SpanSink, options: RuntimeOptions,
+                 services: Services | None = None) -> None:
+        self.project = project
+        self.sink = sink
+        self.options = options
+        self.services = services or Services()
+        self._deno = options.deno or deno_executable()
+        self._cache_dir = options.state_dir / "deno"
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        self._pools: dict[str, WorkerPool] = {}
+        self._build_pools(project)
+
+    def _build_pools(self, project: Project) -> None:
+        for name, spec in project.functions.items():
+            self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=self.options.min_warm,
+                                           max_workers=self.options.max_workers)
+
+    def _factory(self, spec: FunctionSpec):
+        def make() -> DenoWorker:
+            command = worker_command(spec, deno=self._deno, cache_dir=self._cache_dir, project_root=self.project.root)
+            return DenoWorker(command, name=spec.name)
+        return make
+
+    async def start(self) -> None:
+        await asyncio.gather(*(pool.warm() for pool in self._pools.values()))
+
+    async def reload(self, project: Project) -> None:
+        """Swap in a new project (hot reload): new pools warm up, old workers are stopped."""
+        old = self._pools
+        self.project = project
+        self._pools = {}
+        self._build_pools(project)
+        await asyncio.gather(*(pool.close() for pool in old.values()), return_exceptions=True)
+        await self.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(pool.close() for pool in self._pools.values()), return_exceptions=True)
+
+    def pool(self, name: str) -> WorkerPool:
+        return self._pools[name]
+
+    async def invoke(self, function: str, payload: Any, call: CallContext, *,
+                     span_attrs: dict[str, Any] | None = None) -> Any:
+        spec = self.project.functions.get(function)
+        pool = self._pools.get(function)
+        if spec is None or pool is None:
+            raise FunctionNotFound(f"no function named {function!r}")
+        depth = _depth.get()
+        if depth >= MAX_INVOKE_DEPTH:
+            raise InvocationDepthExceeded(f"ctx.function.invoke nested more than {MAX_INVOKE_DEPTH} deep")
+        span = start_span(call.trace_id, call.parent_span_id, "function", function, function=function,
+                          **(span_attrs or {}))
+        collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, call.sink,
+                                                call.auth), function=function)
+        token = _depth.set(depth + 1)
+        try:
+            value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
+        except FluxError as exc:
+            self._finish(span, "error", collected, exc, cold=getattr(exc, "cold", None))
+            raise
+        finally:
+            _depth.reset(token)
+        self._finish(span, "ok", collected, None, cold=cold)
+        return value
+
+    async def _run(self, spec: FunctionSpec, pool: WorkerPool, payload: Any, collected: _Collected,
+                   span_attrs: dict[str, Any]) -> tuple[Any, bool]:
+        worker, cold = await pool.acquire()
+        try:
+            invocation = Invocation(
+                id=worker.next_invocation_id(),
+                on_call=lambda method, params, span_id: self._serve(method, params, span_id, collected),
+                on_log=lambda frame: self._log(frame, collected),
+                on_span=lambda frame: self._custom_span(frame, collected),
+            )
+            ctx = {
+                "requestId": collected.call.request_id,
+                "traceId": collected.call.trace_id,
+                "spanId": collected.call.parent_span_id,
+                "auth": collected.call.auth or {"type": "none"},
+            }
+            if "job_id" in span_attrs:
+                ctx["job"] = {"id": span_attrs["job_id"], "attempt": span_attrs.get("attempt", 1)}
+            try:
+                done = await worker.invoke(payload, ctx, invocation, spec.config.timeout_ms / 1000)
+            except FluxError as exc:
+                exc.cold = cold  # type: ignore[attr-defined]
+                raise
+        finally:
+            await pool.release(worker)
+        if done.get("ok"):
+            return done.get("value"), cold
+        error = self._user_error(done.get("error") or {})
+        error.cold = cold  # type: ignore[attr-defined]
+        raise error
+
+    def _user_error(self, info: dict[str, Any]) -> FluxError:
+        status = int(info.get("status") or 500)
+        code = str(info.get("code") or "function_error")
+        message = str(info.get("message") or "the function failed")
+        if info.get("user"):
+            from functions.shared.errors import UserError
+
+            error: FluxError = UserError(status, code, message)
+        elif code == "function_error":
+            error = FunctionError(message if self.options.expose_errors else
+                                  "the function threw an error; see the trace for details")
+        else:
+            error = error_for_code(code, message)
+        error.details = {k: info[k] for k in ("name", "stack", "file", "line", "column") if info.get(k) is not None}
+        error.details["message"] = message
+        return error
+
+    def _finish(self, span: Any, status: str, collected: _Collected, error: FluxError | None, *,
+                cold: bool | None) -> None:
+        attrs: dict[str, Any] = {}
+        if cold is not None:
+            attrs["cold"] = cold
+        if error is not None:
+            attrs["error.code"] = error.code
+            attrs["error.status"] = error.status
+            attrs["error.message"] = error.details.get("message", error.message)
+            for key in ("stack", "file", "line", "column", "name"):
+                if key in error.details:
+                    attrs[f"error.{key}"] = error.details[key]
+        finished = span.finish(status, **redact(attrs, collected.secrets))
+        collected.call.sink.write_spans([finished])
+
+    async def _serve(self, method: str, params: Any, span_id: str, collected: _Collected) -> Any:
+        call = collected.call.child(span_id or collected.call.parent_span_id)
+        if method == "db.query":
+            return await self._db().query(params, call)
+        if method == "db.batch":
+            return await self._db().batch(params, call)
+        if method == "queue.push":
+            if self.services.queue is None:
+                raise ServiceUnavailable("ctx.queue is not available in this runtime")
+            args = params if isinstance(params, dict) else {}
+            target = args.get("function")
+            if not isinstance(target, str):
+                raise ValidationFailed("ctx.queue.push(name, payload): name must be a string")
+            options = args.get("options") if isinstance(args.get("options"), dict) else {}
+            return await self.services.queue.push(target, args.get("payload"), options, call)
+        if method == "secrets.get":
+            name = params.get("name") if isinstance(params, dict) else None
+            if not isinstance(name, str) or not name:
+                raise ValidationFailed("ctx.secrets.get(name): name must be a non-empty string")
+            store = self.services.secrets
+            value = await asyncio.to_thread(store.get, name) if store is not None else None
+            if value:
+                collected.secrets.append(value)
+            return value
+        if method == "function.invoke":
+            args = params if isinstance(params, dict) else {}
+            target = args.get("function")
+            if not isinstance(target, str):
+                raise ValidationFailed("ctx.function.invoke(name, payload): name must be a string")
+            return await self.invoke(target, args.get("payload"), call)
+        raise ValidationFailed(f"unknown ctx call {method!r}")
+
+    def _db(self) -> DbService:
+        if self.services.db is None:
+            raise ServiceUnavailable("ctx.db is not available: no database is configured for this runtime")
+        return self.services.db
+
+    def _log(self, frame: dict[str, Any], collected: _Collected) -> None:
+        level = str(frame.get("level") or "info")
+        record = LogRecord(
+            trace_id=collected.call.trace_id,
+            span_id=str(frame.get("span") or collected.call.parent_span_id),
+            ts_us=int(frame.get("ts_us") or 0),
+            level=level if level in LOG_LEVELS else "info",
+            function=collected.function,
+            message=redact(str(frame.get("message") or ""), collected.secrets),
+            fields=redact(frame.get("fields") if isinstance(frame.get("fields"), dict) else {}, collected.secrets),
+        )
+        collected.call.sink.write_logs([record])
+
+    def _custom_span(self, frame: dict[str, Any], collected: _Collected) -> None:
+        try:
+            span = Span.from_dict({**frame, "trace_id": collected.call.trace_id})
+        except (KeyError, TypeError, ValueError):
+            return
+        if not span.parent_span_id:
+            span.parent_span_id = collected.call.parent_span_id
+        span.attrs = redact({**span.attrs, "function": collected.function}, collected.secrets)
+        if span.kind not in ("custom", "http"):
+            span.kind = "custom"
+        collected.call.sink.write_spans([span])

@@ -1,0 +1,181 @@
+"""The request pipeline of a function behind API Gateway: event in, proxy result out.
+
+This is the code a runtime Lambda runs for every HTTP request and the code
+``flux dev`` runs behind its local gateway, so both behave the same:
+
+1. choose the trace id (incoming ``x-request-id`` / ``traceparent`` or a new one);
+2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
+3. enforce ``max_body_bytes``, parse the JSON body, merge path and query parameters,
+   validate ``input_schema``;
+4. run the function (or enqueue it when it is ``async``: 202 with the job id);
+5. map any error to the standard body, stamp ``x-request-id`` and rate-limit
+   headers, and record the gateway span that roots the trace.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from functions.runtime.ports import Invoker, QueueService
+from functions.shared.apigw import event_body, proxy_result
+from functions.shared.context import CallContext
+from functions.shared.errors import (
+    FluxError,
+    Forbidden,
+    InvalidJson,
+    PayloadTooLarge,
+    RateLimited,
+    RouteNotFound,
+    Unauthorized,
+    error_response,
+)
+from functions.shared.ids import incoming_trace
+from functions.shared.manifest import FunctionSpec, Project
+from functions.shared.spans import SpanSink, start_span
+
+_log = logging.getLogger("flux.runtime")
+
+_DENIALS: dict[str, type[FluxError]] = {
+    "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
+    "rate_limited": RateLimited,
+}
+
+
+def authorizer_context(event: dict[str, Any]) -> dict[str, Any] | None:
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    context = authorizer.get("lambda")
+    return context if isinstance(context, dict) else None
+
+
+class HttpPipeline:
+    def __init__(self, project: Project, invoker: Invoker, *, sink: SpanSink,
+                 enqueue: QueueService | None = None,
+                 on_complete: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.invoker = invoker
+        self.sink = sink
+        self.enqueue = enqueue
+        self.on_complete = on_complete
+        self.set_project(project)
+
+    def set_project(self, project: Project) -> None:
+        self.project = project
+        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+
+    def function_for(self, event: dict[str, Any]) -> FunctionSpec | None:
+        return self._by_route_key.get(str(event.get("routeKey") or ""))
+
+    async def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+        incoming = incoming_trace(headers)
+        trace_id = incoming.trace_id
+        http = (event.get("requestContext") or {}).get("http") or {}
+        spec = self.function_for(event)
+        context = authorizer_context(event)
+        root_attrs: dict[str, Any] = {
+            "function": spec.name if spec else "",
+            "http.method": str(http.get("method") or ""),
+            "http.path": str(http.get("path") or event.get("rawPath") or ""),
+            "http.route": spec.route if spec else str(event.get("routeKey") or ""),
+            "request_id.source": incoming.source,
+        }
+        if incoming.parent_span_id:
+            root_attrs["root"] = True
+        root_attrs.update(_gateway_attrs(context))
+        span = start_span(trace_id, incoming.parent_span_id, "gateway", str(event.get("routeKey") or "unrouted"),
+                          **root_attrs)
+        extra_headers = _ratelimit_headers(context)
+        try:
+            if spec is None:
+                raise RouteNotFound(f"no function at {http.get('method', '?')} {http.get('path', '?')}")
+            self._check_authorizer(context)
+            value = self._input(event, spec)
+            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context))
+            if spec.is_async:
+                if self.enqueue is None:
+                    raise FluxError(f"{spec.name} is async but no queue is configured")
+                job = await self.enqueue.push(spec.name, value, {}, call)
+                result = proxy_result(202, {"request_id": trace_id, "job_id": job["job_id"]})
+            else:
+                output = await self.invoker.invoke(spec.name, value, call)
+                result = proxy_result(200, output)
+        except FluxError as exc:
+            result = error_response(exc, trace_id)
+        except Exception:  # noqa: BLE001 - a bug must still answer with the standard body
+            _log.exception("unexpected failure serving %s", event.get("routeKey"))
+            result = error_response(FluxError("internal error; see the flux dev output"), trace_id)
+        result["headers"] = {**result.get("headers", {}), **extra_headers, "x-request-id": trace_id}
+        status = int(result["statusCode"])
+        finished = span.finish("error" if status >= 500 else "ok", **{"http.status": status})
+        if status >= 400:
+            try:
+                finished.attrs["error.code"] = json.loads(result["body"]).get("error")
+            except (ValueError, AttributeError):
+                pass
+        self.sink.write_spans([finished])
+        if self.on_complete is not None:
+            self.on_complete({"trace_id": trace_id, "status": status, "duration_us": finished.duration_us,
+                              "method": root_attrs["http.method"], "path": root_attrs["http.path"],
+                              "function": root_attrs["function"]})
+        return result
+
+    def _check_authorizer(self, context: dict[str, Any] | None) -> None:
+        if context is None or context.get("outcome", "allow") == "allow":
+            return
+        error_cls = _DENIALS.get(str(context.get("error")), Unauthorized)
+        headers = {}
+        if error_cls is RateLimited and context.get("retry_after") is not None:
+            headers["retry-after"] = str(context["retry_after"])
+        raise error_cls(str(context.get("message") or "unauthorized"), headers=headers)
+
+    def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
+        body = event_body(event)
+        limit = self.project.config.limits.max_body_bytes
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {limit} (limits.max_body_bytes)")
+        params = dict(event.get("queryStringParameters") or {})
+        path_params = dict(event.get("pathParameters") or {})
+        if body.strip():
+            try:
+                value: Any = json.loads(body)
+            except UnicodeDecodeError:
+                raise InvalidJson("request body is not UTF-8 JSON") from None
+            except json.JSONDecodeError as exc:
+                raise InvalidJson(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+                                  f"column {exc.colno}") from None
+        else:
+            value = {}
+        if isinstance(value, dict):
+            value = {**params, **value, **path_params}
+        if spec.config.input_schema is not None:
+            from functions.gateway.validation import validate_input
+
+            validate_input(spec.config.input_schema, value)
+        return value
+
+
+def _gateway_attrs(context: dict[str, Any] | None) -> dict[str, Any]:
+    if context is None:
+        return {"auth.mode": "none", "auth.outcome": "allow"}
+    from functions.gateway.decision import gateway_span_attrs
+
+    return gateway_span_attrs(context)
+
+
+def _ratelimit_headers(context: dict[str, Any] | None) -> dict[str, str]:
+    if context is None:
+        return {}
+    from functions.gateway.decision import ratelimit_headers
+
+    return ratelimit_headers(context)
+
+
+def _auth_for_ctx(context: dict[str, Any] | None) -> dict[str, Any]:
+    if context is None:
+        return {"type": "none"}
+    from functions.gateway.decision import auth_for_ctx
+
+    return auth_for_ctx(context)

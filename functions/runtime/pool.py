@@ -1,0 +1,131 @@
+"""A pool of warm Deno workers for one function.
+
+Workers are started ahead of demand (``min_warm``) so that a request finds one
+with the user module already loaded. A worker serves one invocation at a time;
+when all are busy the pool grows up to ``max_workers`` and then callers wait.
+A worker that crashed or was killed on timeout is dropped and replaced in the
+background, so the next request is served by a healthy one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from functions.runtime.errors import WorkerStartFailed
+from functions.runtime.worker import DenoWorker
+
+_log = logging.getLogger("flux.runtime")
+
+
+class WorkerPool:
+    def __init__(self, name: str, factory: Callable[[], DenoWorker], *, min_warm: int = 1, max_workers: int = 4,
+                 acquire_timeout_s: float = 60.0) -> None:
+        self.name = name
+        self._factory = factory
+        self.min_warm = min_warm
+        self.max_workers = max(max_workers, 1)
+        self.acquire_timeout_s = acquire_timeout_s
+        self._idle: list[DenoWorker] = []
+        self._busy: set[DenoWorker] = set()
+        self._starting = 0
+        self._changed = asyncio.Condition()
+        self._closed = False
+        self._background: set[asyncio.Task[None]] = set()
+        self.cold_starts = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._idle) + len(self._busy) + self._starting
+
+    async def warm(self) -> None:
+        """Start workers until ``min_warm`` are idle (used at start and after reloads)."""
+        needed = self.min_warm - self.size
+        if needed > 0:
+            await asyncio.gather(*(self._spawn_idle() for _ in range(needed)), return_exceptions=True)
+
+    async def acquire(self) -> tuple[DenoWorker, bool]:
+        """An idle worker (and whether it had to be started for this call, i.e. a cold start)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.acquire_timeout_s
+        async with self._changed:
+            while True:
+                if self._closed:
+                    raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
+                while self._idle:
+                    worker = self._idle.pop()
+                    if worker.alive:
+                        self._busy.add(worker)
+                        return worker, False
+                if self.size < self.max_workers:
+                    self._starting += 1
+                    break
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise WorkerStartFailed(f"no worker for {self.name} became free in {self.acquire_timeout_s:.0f}s")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+        try:
+            worker = await self._start_worker()
+        finally:
+            async with self._changed:
+                self._starting -= 1
+        async with self._changed:
+            self._busy.add(worker)
+        self.cold_starts += 1
+        return worker, True
+
+    async def release(self, worker: DenoWorker) -> None:
+        async with self._changed:
+            self._busy.discard(worker)
+            if worker.alive and not self._closed:
+                self._idle.append(worker)
+            self._changed.notify_all()
+        if not worker.alive:
+            await worker.kill()
+            if not self._closed:
+                self._in_background(self.warm())
+
+    async def close(self) -> None:
+        async with self._changed:
+            self._closed = True
+            workers = [*self._idle, *self._busy]
+            self._idle.clear()
+            self._busy.clear()
+            self._changed.notify_all()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
+
+    async def _start_worker(self) -> DenoWorker:
+        worker = self._factory()
+        await worker.start()
+        return worker
+
+    async def _spawn_idle(self) -> None:
+        async with self._changed:
+            if self._closed or self.size >= self.max_workers:
+                return
+            self._starting += 1
+        try:
+            worker = await self._start_worker()
+        except Exception:  # noqa: BLE001 - logged; the next acquire retries the start
+            _log.exception("could not start a worker for %s", self.name)
+            async with self._changed:
+                self._starting -= 1
+                self._changed.notify_all()
+            return
+        async with self._changed:
+            self._starting -= 1
+            if self._closed:
+                await worker.kill()
+                return
+            self._idle.append(worker)
+            self._changed.notify_all()
+
+    def _in_background(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)

@@ -1,0 +1,251 @@
+"""One Deno worker process and the host side of its RPC channel.
+
+The worker reads JSON lines on stdin and answers with frames on stdout
+(``\\x1eFLUX:<nonce> <json>``); anything else on stdout or stderr is stray output
+and becomes a log line of the invocation in progress. One invocation runs at a
+time; during it the worker may issue many RPC calls, which the host serves
+concurrently through the :class:`RpcHandler` the invocation brings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from functions.runtime.errors import WorkerCrashed, WorkerStartFailed, WorkerTimedOut
+from functions.runtime.sandbox import WorkerCommand, limit_data
+
+_log = logging.getLogger("flux.runtime")
+_MARK = "\x1eFLUX:"
+_STREAM_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass
+class Invocation:
+    """What the host needs while one invocation runs: where calls, logs and spans go."""
+
+    id: int
+    on_call: Callable[[str, Any, str], Awaitable[Any]]
+    on_log: Callable[[dict[str, Any]], None]
+    on_span: Callable[[dict[str, Any]], None]
+    done: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class DenoWorker:
+    def __init__(self, command: WorkerCommand, *, name: str) -> None:
+        self.command = command
+        self.name = name
+        self.process: asyncio.subprocess.Process | None = None
+        self.nonce = os.urandom(12).hex()
+        self.invocations_served = 0
+        self.started_at = 0.0
+        self.load_error: dict[str, Any] | None = None
+        self._ready: asyncio.Future[dict[str, Any]] | None = None
+        self._current: Invocation | None = None
+        self._next_id = 0
+        self._write_lock = asyncio.Lock()
+        self._stderr_tail: deque[str] = deque(maxlen=40)
+        self._readers: list[asyncio.Task[None]] = []
+        self._exited = asyncio.Event()
+        self.returncode: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.returncode is None and not self._exited.is_set()
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        loop = asyncio.get_running_loop()
+        self._ready = loop.create_future()
+        self.started_at = time.perf_counter()
+        limit = self.command.data_limit_bytes
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command.argv,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env=self.command.env, cwd=self.command.cwd, start_new_session=True,
+            preexec_fn=lambda: limit_data(limit),
+            limit=_STREAM_LIMIT,
+        )
+        self._readers = [
+            asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
+            asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr"),
+            asyncio.create_task(self._watch_exit(), name=f"{self.name}-exit"),
+        ]
+        await self._send({"t": "hello", "nonce": self.nonce})
+        try:
+            ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
+        except (TimeoutError, WorkerCrashed) as exc:
+            await self.kill()
+            detail = self.stderr_tail() or str(exc) or "no output"
+            raise WorkerStartFailed(f"the Deno worker for {self.name} did not start: {detail}") from None
+        self.load_error = ready.get("error")
+
+    async def invoke(self, input_value: Any, ctx: dict[str, Any], invocation: Invocation, timeout_s: float) -> Any:
+        """Run one invocation; returns the ``done`` frame. Raises WorkerTimedOut / WorkerCrashed."""
+        if not self.alive:
+            raise WorkerCrashed(f"the worker for {self.name} is not running")
+        self._current = invocation
+        try:
+            await self._send({"t": "invoke", "id": invocation.id, "input": input_value, "ctx": ctx})
+            try:
+                return await asyncio.wait_for(asyncio.shield(invocation.done), timeout_s)
+            except TimeoutError:
+                await self.kill()
+                raise WorkerTimedOut(timeout_s) from None
+        finally:
+            self.invocations_served += 1
+            for task in list(invocation.tasks):
+                task.cancel()
+            self._current = None
+
+    def next_invocation_id(self) -> int:
+        self._next_id += 1
+        return self._next_id
+
+    def stderr_tail(self) -> str:
+        return "\n".join(self._stderr_tail).strip()
+
+    async def kill(self) -> None:
+        """Kill the worker's whole process group (it may have spawned children) and reap it."""
+        process = self.process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(process.wait(), 5)
+        self.returncode = process.returncode
+        self._exited.set()
+        for task in self._readers:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
+        async with self._write_lock:
+            try:
+                self.process.stdin.write(data)
+                await self.process.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise WorkerCrashed(f"the worker for {self.name} closed its input") from exc
+
+    async def _read_stdout(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        stream = self.process.stdout
+        marker = f"{_MARK}{self.nonce} "
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the stream limit: stray output, skip it
+                await stream.read(_STREAM_LIMIT)
+                continue
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            index = line.find(marker)
+            if index < 0:
+                if line.strip():
+                    self._stray(line, "info")
+                continue
+            if index > 0 and line[:index].strip():
+                self._stray(line[:index], "info")
+            try:
+                frame = json.loads(line[index + len(marker):])
+            except json.JSONDecodeError:
+                self._stray(line, "info")
+                continue
+            self._on_frame(frame)
+
+    async def _read_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        while True:
+            raw = await self.process.stderr.readline()
+            if not raw:
+                return
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self._stderr_tail.append(line)
+                self._stray(line, "error")
+
+    async def _watch_exit(self) -> None:
+        assert self.process is not None
+        code = await self.process.wait()
+        self.returncode = code
+        self._exited.set()
+        error = WorkerCrashed(self._exit_reason(code))
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(error)
+        current = self._current
+        if current is not None and not current.done.done():
+            # Let the readers drain the last frames before deciding the invocation crashed.
+            await asyncio.sleep(0.02)
+            if not current.done.done():
+                current.done.set_exception(error)
+
+    def _exit_reason(self, code: int | None) -> str:
+        tail = self.stderr_tail()
+        if "out of memory" in tail.lower() or "heap limit" in tail.lower():
+            return f"the function ran out of memory (memory_mb limit) in worker {self.name}"
+        if code is not None and code < 0:
+            return f"the Deno worker was killed by signal {-code}"
+        return f"the Deno worker exited with code {code}"
+
+    def _stray(self, text: str, level: str) -> None:
+        current = self._current
+        if current is not None:
+            current.on_log({"level": level, "message": text[:8192], "fields": {"stream": "stray"},
+                            "span": "", "ts_us": time.time_ns() // 1000})
+        else:
+            _log.debug("[%s] %s", self.name, text)
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("t")
+        if kind == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(frame)
+            return
+        current = self._current
+        if current is None or frame.get("inv", frame.get("id")) != current.id:
+            return  # late output of an invocation that already ended
+        if kind == "done":
+            if not current.done.done():
+                current.done.set_result(frame)
+        elif kind == "log":
+            current.on_log(frame)
+        elif kind == "span":
+            current.on_span(frame.get("span") or {})
+        elif kind == "call":
+            task = asyncio.create_task(self._serve_call(current, frame))
+            current.tasks.add(task)
+            task.add_done_callback(current.tasks.discard)
+
+    async def _serve_call(self, invocation: Invocation, frame: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"t": "reply", "id": frame.get("id")}
+        try:
+            method, span = str(frame.get("method")), str(frame.get("span") or "")
+            value = await invocation.on_call(method, frame.get("params"), span)
+            reply.update(ok=True, value=value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to user code as a FluxError
+            status = getattr(exc, "status", 500)
+            code = getattr(exc, "code", "internal_error")
+            message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+            if not getattr(exc, "status", None):
+                _log.exception("RPC %s failed", frame.get("method"))
+            reply.update(ok=False, error={"status": status, "code": code, "message": message})
+        with contextlib.suppress(WorkerCrashed):
+            await self._send(reply)
