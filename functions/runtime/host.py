@@ -45,6 +45,8 @@ class RuntimeOptions:
     max_workers: int = 4
     expose_errors: bool = True
     deno: str | None = None
+    # Functions whose pools are kept warm; None means all. A runtime Lambda warms only its own.
+    warm_functions: frozenset[str] | None = None
 
 
 @dataclass
@@ -75,8 +77,10 @@ class Runtime:
         self._build_pools(project)
 
     def _build_pools(self, project: Project) -> None:
+        warm = self.options.warm_functions
         for name, spec in project.functions.items():
-            self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=self.options.min_warm,
+            min_warm = self.options.min_warm if warm is None or name in warm else 0
+            self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=min_warm,
                                            max_workers=self.options.max_workers)
 
     def _factory(self, spec: FunctionSpec):

@@ -24,12 +24,9 @@ from functions.shared.apigw import event_body, proxy_result
 from functions.shared.context import CallContext
 from functions.shared.errors import (
     FluxError,
-    Forbidden,
     InvalidJson,
     PayloadTooLarge,
-    RateLimited,
     RouteNotFound,
-    Unauthorized,
     error_response,
 )
 from functions.shared.ids import incoming_trace
@@ -37,12 +34,6 @@ from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
 
 _log = logging.getLogger("flux.runtime")
-
-_DENIALS: dict[str, type[FluxError]] = {
-    "unauthorized": Unauthorized,
-    "forbidden": Forbidden,
-    "rate_limited": RateLimited,
-}
 
 
 def authorizer_context(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -107,7 +98,8 @@ class HttpPipeline:
         except Exception:  # noqa: BLE001 - a bug must still answer with the standard body
             _log.exception("unexpected failure serving %s", event.get("routeKey"))
             result = error_response(FluxError("internal error; see the flux dev output"), trace_id)
-        result["headers"] = {**result.get("headers", {}), **extra_headers, "x-request-id": trace_id}
+        merged = {**result.get("headers", {}), **extra_headers, "x-request-id": trace_id}
+        result["headers"] = {k.lower(): v for k, v in merged.items()}
         status = int(result["statusCode"])
         finished = span.finish("error" if status >= 500 else "ok", **{"http.status": status})
         if status >= 400:
@@ -123,13 +115,13 @@ class HttpPipeline:
         return result
 
     def _check_authorizer(self, context: dict[str, Any] | None) -> None:
-        if context is None or context.get("outcome", "allow") == "allow":
+        if context is None:
             return
-        error_cls = _DENIALS.get(str(context.get("error")), Unauthorized)
-        headers = {}
-        if error_cls is RateLimited and context.get("retry_after") is not None:
-            headers["retry-after"] = str(context["retry_after"])
-        raise error_cls(str(context.get("message") or "unauthorized"), headers=headers)
+        from functions.gateway.decision import denial
+
+        error = denial(context)
+        if error is not None:
+            raise error
 
     def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
         body = event_body(event)
