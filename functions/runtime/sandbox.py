@@ -79,8 +79,9 @@ def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_ro
         "TZ": "UTC",
         "LANG": "C.UTF-8",
     }
-    # V8 reserves about 1 GiB of address space (code range, cages) before any user allocation,
-    # so the OS limit sits above that; the heap flag above is the tight bound on user data.
+    # V8 needs several hundred MiB of data segment for its reservations before any user allocation
+    # (it fails to start under 512 MiB), so the OS limit leaves that headroom over the heap and is a
+    # backstop against native allocations; the heap flag above is the tight bound on user data.
     data_limit = (config.memory_mb * 2 + 768) * 1024 * 1024
     return WorkerCommand(argv, env, str(project_root), data_limit)
 

@@ -115,7 +115,11 @@ def build_event(request: HttpRequest, *, route_key: str, path_parameters: dict[s
     if path_parameters:
         event["pathParameters"] = dict(path_parameters)
     if request.body:
-        event["body"] = request.body.decode("utf-8", "replace") if text else base64.b64encode(request.body).decode()
+        try:
+            event["body"] = request.body.decode("utf-8") if text else base64.b64encode(request.body).decode()
+        except UnicodeDecodeError:  # a "text" body that is not UTF-8 travels unchanged, as base64
+            event["body"] = base64.b64encode(request.body).decode()
+            event["isBase64Encoded"] = True
     return event
 
 

@@ -105,7 +105,7 @@ def error_body(code: str, message: str, request_id: str) -> dict[str, str]:
 
 def error_response(err: FluxError, request_id: str) -> dict[str, Any]:
     """Map an error to an API Gateway v2 proxy result with the standard body."""
-    headers = {"content-type": "application/json", "x-request-id": request_id, **err.headers}
+    headers = {**err.headers, "content-type": "application/json", "x-request-id": request_id}
     return {
         "statusCode": err.status,
         "headers": headers,

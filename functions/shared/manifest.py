@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,9 +22,23 @@ AuthMode = Literal["none", "api_key", "jwt"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 _SEGMENT = r"(?:[A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
-_ROUTE = re.compile(rf"^/{_SEGMENT}?(?:/{_SEGMENT})*$")
+_ROUTE = re.compile(rf"^/$|^(?:/{_SEGMENT})+$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9.-]+(?::\d{1,5})?$")
+
+
+def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host string denotes, including short and hex IPv4 forms (``127.1``, ``0x7f000001``)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    if re.fullmatch(r"[0-9a-fA-Fx.]+", host) and not re.search(r"[a-wyzA-WYZ]", host.replace("0x", "")):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
 
 
 class ManifestError(FluxError):
@@ -89,9 +104,8 @@ class FunctionConfig(_Model):
             bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             if bare.lower() in {"localhost", "localhost.localdomain"}:
                 raise ValueError(f"{host!r}: loopback hosts are always denied")
-            try:
-                address = ipaddress.ip_address(bare)
-            except ValueError:
+            address = _ip_literal(bare)
+            if address is None:
                 continue
             if not address.is_global:
                 raise ValueError(f"{host!r}: private, loopback and link-local addresses are always denied")
@@ -124,9 +138,17 @@ class JwtConfig(_Model):
     jwks_url: str | None = None
     secret_name: str | None = None
     algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]] = \
-        Field(default_factory=lambda: ["RS256"])
+        Field(default_factory=lambda: ["RS256"], min_length=1)
     leeway_s: int = Field(30, ge=0, le=300)
     jwks_refresh_s: int = Field(300, ge=1, le=86_400)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_algorithms(cls, data: Any) -> Any:
+        """A shared secret signs with HS256 unless told otherwise; a JWKS with RS256."""
+        if isinstance(data, dict) and "algorithms" not in data and data.get("secret_name"):
+            return {**data, "algorithms": ["HS256"]}
+        return data
 
     @model_validator(mode="after")
     def _one_key_source(self) -> JwtConfig:
@@ -295,7 +317,7 @@ def load_project(root: str | Path) -> Project:
                 problems.append(f"{_relative(config_file, root)}: top level: must be an object")
                 continue
         try:
-            config = FunctionConfig.model_validate(data)
+            config = FunctionConfig.model_validate(data, by_name=False)
         except ValidationError as exc:
             problems.extend(_describe(exc, config_file, root))
             continue
@@ -327,7 +349,10 @@ def _route_pattern(route: str) -> str:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schemas of both files, for editors and for `flux schema`."""
-    return {
-        "project": ProjectConfig.model_json_schema(by_alias=True),
-        "function": FunctionConfig.model_json_schema(by_alias=True),
-    }
+    project = ProjectConfig.model_json_schema(by_alias=True)
+    auth = project["properties"]["auth"]
+    # The loader also accepts the shorthand "auth": "api_key" (the default mode); publish it too.
+    project["properties"]["auth"] = {"anyOf": [{k: v for k, v in auth.items() if k != "default"},
+                                               {"enum": ["none", "api_key", "jwt"]}],
+                                     "default": auth.get("default")}
+    return {"project": project, "function": FunctionConfig.model_json_schema(by_alias=True)}

@@ -186,7 +186,8 @@ class SafeSink(SpanSink):
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
     """Replace every occurrence of a secret value inside strings of ``value``."""
-    needles = [s for s in secrets if s and len(s) >= 4]
+    # Longest first, so a secret that starts with another is not half-replaced.
+    needles = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
     if not needles:
         return value
     return _redact(value, needles)
@@ -200,6 +201,6 @@ def _redact(value: Any, needles: list[str]) -> Any:
         return value
     if isinstance(value, dict):
         return {k: _redact(v, needles) for k, v in value.items()}
-    if isinstance(value, list):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_redact(v, needles) for v in value]
     return value

@@ -1,0 +1,144 @@
+"""The Deno worker's sandbox: command line, environment and limits (DESIGN §7, functions/runtime/sandbox.py).
+
+Pure: builds the command for a FunctionSpec loaded from a tmp project; nothing is executed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from functions.runtime.sandbox import BOOTSTRAP, DENIED_NETWORKS, WorkerCommand, deno_executable, worker_command
+from functions.shared.manifest import FunctionSpec, load_project
+
+DENO = "/opt/fake/deno"
+GIB = 1024 ** 3
+
+
+def load_spec(tmp_path: Path, config: dict[str, Any] | None = None, name: str = "hello") -> tuple[FunctionSpec, Path]:
+    root = tmp_path / "app"
+    folder = root / "functions" / name
+    folder.mkdir(parents=True)
+    (root / "flux.json").write_text(json.dumps({"name": "demo"}))
+    (folder / "index.ts").write_text("export default async () => ({ ok: true });\n")
+    if config is not None:
+        (folder / "flux.json").write_text(json.dumps(config))
+    project = load_project(root)
+    return project.function(name), project.root
+
+
+def command(tmp_path: Path, config: dict[str, Any] | None = None) -> tuple[WorkerCommand, FunctionSpec]:
+    spec, root = load_spec(tmp_path, config)
+    return worker_command(spec, deno=DENO, cache_dir=tmp_path / "cache", project_root=root), spec
+
+
+def flags(cmd: WorkerCommand) -> list[str]:
+    """Deno's own flags: everything between `run` and the script (later args go to the script)."""
+    return cmd.argv[2:cmd.argv.index(str(BOOTSTRAP))]
+
+
+def flag_values(cmd: WorkerCommand, name: str) -> list[str]:
+    return [arg.split("=", 1)[1] for arg in flags(cmd) if arg.startswith(f"{name}=")]
+
+
+def test_runs_the_bootstrap_with_deno_run(tmp_path: Path) -> None:
+    cmd, spec = command(tmp_path)
+    assert cmd.argv[:2] == [DENO, "run"]
+    script_at = cmd.argv.index(str(BOOTSTRAP))
+    assert cmd.argv[script_at + 1:] == [spec.entry.resolve().as_uri(), "hello", str(spec.directory.resolve())]
+    assert all(arg.startswith("--") for arg in flags(cmd))
+
+
+def test_no_prompt_and_no_dangerous_permissions(tmp_path: Path) -> None:
+    cmd, _ = command(tmp_path, {"allow_net": ["api.example.com:443"]})
+    assert "--no-prompt" in flags(cmd)
+    forbidden = ("--allow-env", "--allow-write", "--allow-run", "--allow-ffi", "--allow-sys", "--allow-all",
+                 "--allow-hrtime", "--allow-import")
+    for arg in cmd.argv:
+        assert not arg.startswith(forbidden), arg
+        assert arg not in ("-A", "--unstable"), arg
+
+
+def test_read_is_limited_to_the_function_directory(tmp_path: Path) -> None:
+    cmd, spec = command(tmp_path)
+    reads = flag_values(cmd, "--allow-read")
+    assert reads == [str(spec.directory)]
+    assert Path(reads[0]) == (tmp_path / "app" / "functions" / "hello").resolve()
+    assert "--allow-read" not in flags(cmd)  # never the unrestricted form
+
+
+def test_no_network_allow_without_allow_net(tmp_path: Path) -> None:
+    cmd, _ = command(tmp_path)
+    assert not [arg for arg in cmd.argv if arg.startswith("--allow-net")]
+
+
+def test_allow_net_lists_exactly_the_declared_hosts(tmp_path: Path) -> None:
+    cmd, _ = command(tmp_path, {"allow_net": ["api.example.com:443", "hooks.example.org"]})
+    assert flag_values(cmd, "--allow-net") == ["api.example.com:443,hooks.example.org"]
+
+
+@pytest.mark.parametrize("config", [None, {"allow_net": ["api.example.com:443"]}])
+def test_private_ranges_are_always_denied(tmp_path: Path, config: dict[str, Any] | None) -> None:
+    cmd, _ = command(tmp_path, config)
+    denied = flag_values(cmd, "--deny-net")
+    assert len(denied) == 1
+    entries = denied[0].split(",")
+    for cidr in ("127.0.0.0/8", "10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "localhost"):
+        assert cidr in entries
+    assert entries == list(DENIED_NETWORKS)
+
+
+def test_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host_values = {
+        "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+        "AWS_SESSION_TOKEN": "session-token-value",
+        "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
+        "DATABASE_URL": "postgres://user:pw@10.0.0.5/db",
+        "FLUX_ADMIN_KEY": "admin-key-value",
+    }
+    for name, value in host_values.items():
+        monkeypatch.setenv(name, value)
+    cmd, _ = command(tmp_path)
+    assert not [name for name in cmd.env if name.startswith("AWS_")]
+    assert set(cmd.env) <= {"PATH", "HOME", "DENO_DIR", "DENO_NO_UPDATE_CHECK", "DENO_NO_PROMPT", "NO_COLOR", "TZ",
+                            "LANG"}
+    for value in host_values.values():
+        assert value not in cmd.env.values()
+        assert not any(value in arg for arg in cmd.argv)
+    assert cmd.env["HOME"] == cmd.env["DENO_DIR"] == str(tmp_path / "cache")
+    assert cmd.env["PATH"] == "/usr/bin:/bin"
+
+
+@pytest.mark.parametrize("memory_mb", [64, 256, 1024])
+def test_heap_limit_equals_memory_mb(tmp_path: Path, memory_mb: int) -> None:
+    cmd, _ = command(tmp_path, {"memory_mb": memory_mb})
+    assert flag_values(cmd, "--v8-flags") == [f"--max-old-space-size={memory_mb}"]
+
+
+def test_default_memory_gives_a_data_limit_above_one_gib(tmp_path: Path) -> None:
+    cmd, spec = command(tmp_path)
+    assert spec.config.memory_mb == 256
+    assert flag_values(cmd, "--v8-flags") == ["--max-old-space-size=256"]
+    assert cmd.data_limit_bytes > GIB
+
+
+@pytest.mark.parametrize("memory_mb", [64, 128, 256, 512, 4096])
+def test_data_limit_sits_above_the_heap_limit(tmp_path: Path, memory_mb: int) -> None:
+    cmd, _ = command(tmp_path, {"memory_mb": memory_mb})
+    assert cmd.data_limit_bytes > memory_mb * 1024 * 1024
+    if memory_mb >= 256:
+        assert cmd.data_limit_bytes > GIB
+
+
+def test_cwd_is_the_project_root(tmp_path: Path) -> None:
+    cmd, _ = command(tmp_path)
+    assert cmd.cwd == str((tmp_path / "app").resolve())
+
+
+def test_deno_executable_honours_flux_deno(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUX_DENO", "/custom/deno")
+    assert deno_executable() == "/custom/deno"

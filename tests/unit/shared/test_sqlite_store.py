@@ -1,0 +1,157 @@
+"""The SQLite span store (functions/observability/sqlite_store.py), on a tmp_path file."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from functions.observability.sqlite_store import SqliteSpanStore
+from functions.shared.spans import LogRecord, Span
+
+T1 = "11111111111111111111111111111111"
+T2 = "22222222222222222222222222222222"
+T3 = "33333333333333333333333333333333"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SqliteSpanStore]:
+    s = SqliteSpanStore(tmp_path / ".flux" / "traces.db")
+    yield s
+    s.close()
+
+
+def gateway(trace: str, start: int, *, function: str = "create_order", status: str = "ok",
+            http_status: int = 200) -> Span:
+    return Span(trace, f"{start:016x}", None, "gateway", f"POST /{function}", start, 100, status,
+                {"function": function, "http.method": "POST", "http.route": f"/{function}",
+                 "http.status": http_status})
+
+
+def child(trace: str, span_id: str, parent: str, start: int, **attrs: object) -> Span:
+    return Span(trace, span_id, parent, "db", "select orders", start, 10, "ok", {"function": "create_order", **attrs})
+
+
+def log(trace: str, ts: int, level: str = "info", function: str = "create_order", message: str = "") -> LogRecord:
+    return LogRecord(trace, None, ts, level, function, message or f"{level}@{ts}", {"ts": ts})
+
+
+def test_get_trace_orders_by_start_then_span_id(store: SqliteSpanStore) -> None:
+    root = gateway(T1, 100)
+    spans = [child(T1, "c", root.span_id, 300), child(T1, "b", root.span_id, 200), root,
+             child(T1, "a", root.span_id, 200)]
+    store.write_spans(spans)
+    store.write_spans([gateway(T2, 50)])
+    got = store.get_trace(T1)
+    assert [s.span_id for s in got] == [root.span_id, "a", "b", "c"]
+    assert got[0] == root
+    assert got[1].parent_span_id == root.span_id
+    assert store.get_trace("f" * 32) == []
+
+
+def test_rewriting_the_same_span_is_idempotent(store: SqliteSpanStore) -> None:
+    span = gateway(T1, 100)
+    store.write_spans([span])
+    updated = Span(span.trace_id, span.span_id, None, "gateway", span.name, 100, 999, "error", {"function": "x"})
+    store.write_spans([updated])
+    store.write_spans([updated])
+    assert store.get_trace(T1) == [updated]
+    assert len(store.list_traces()) == 1
+
+
+def test_attrs_round_trip_and_non_json_values_become_strings(store: SqliteSpanStore) -> None:
+    when = datetime.datetime(2024, 1, 2, tzinfo=datetime.UTC)
+    store.write_spans([Span(T1, "s", None, "custom", "n", 1, 2, "ok",
+                            {"nested": {"a": [1, 2]}, "flag": True, "when": when})])
+    attrs = store.get_trace(T1)[0].attrs
+    assert attrs == {"nested": {"a": [1, 2]}, "flag": True, "when": str(when)}
+
+
+def test_list_traces_returns_only_roots_newest_first(store: SqliteSpanStore) -> None:
+    r1, r2 = gateway(T1, 100), gateway(T2, 200, function="list_orders", status="error", http_status=500)
+    queue_root = Span(T3, "q" * 16, "e" * 16, "queue", "async → send_invoice", 300, 5, "ok",
+                      {"function": "send_invoice", "root": True})
+    store.write_spans([r1, child(T1, "c1", r1.span_id, 150), r2, child(T2, "c2", r2.span_id, 250), queue_root])
+    summaries = store.list_traces()
+    assert [s.trace_id for s in summaries] == [T3, T2, T1]
+    second = summaries[1]
+    assert (second.name, second.function, second.kind, second.status, second.http_status, second.start_us,
+            second.duration_us, second.method, second.route) == (
+        "POST /list_orders", "list_orders", "gateway", "error", 500, 200, 100, "POST", "/list_orders")
+    assert summaries[0].kind == "queue" and summaries[0].http_status is None
+
+
+def test_list_traces_filters(store: SqliteSpanStore) -> None:
+    store.write_spans([gateway(T1, 100, function="a"), gateway(T2, 200, function="b", status="error"),
+                       gateway(T3, 300, function="a", status="error")])
+    assert [s.trace_id for s in store.list_traces(function="a")] == [T3, T1]
+    assert [s.trace_id for s in store.list_traces(status="error")] == [T3, T2]
+    assert [s.trace_id for s in store.list_traces(function="a", status="ok")] == [T1]
+    assert [s.trace_id for s in store.list_traces(since_us=200)] == [T3, T2]
+    assert [s.trace_id for s in store.list_traces(limit=2)] == [T3, T2]
+    assert [s.trace_id for s in store.list_traces(limit=0)] == [T3]
+    assert store.list_traces(function="zzz") == []
+
+
+def test_list_logs_is_oldest_first_within_the_newest_limit(store: SqliteSpanStore) -> None:
+    store.write_logs([log(T1, ts) for ts in (5, 1, 4, 2, 3)])
+    assert [r.ts_us for r in store.list_logs()] == [1, 2, 3, 4, 5]
+    assert [r.ts_us for r in store.list_logs(limit=3)] == [3, 4, 5]
+
+
+def test_list_logs_same_timestamp_keeps_insertion_order(store: SqliteSpanStore) -> None:
+    store.write_logs([log(T1, 7, message="first"), log(T1, 7, message="second")])
+    store.write_logs([log(T1, 7, message="third")])
+    assert [r.message for r in store.list_logs()] == ["first", "second", "third"]
+    assert [r.message for r in store.list_logs(limit=2)] == ["second", "third"]
+
+
+@pytest.mark.parametrize(("level", "expected"), [
+    ("debug", ["debug", "info", "warn", "error"]),
+    ("info", ["info", "warn", "error"]),
+    ("warn", ["warn", "error"]),
+    ("error", ["error"]),
+    ("fatal", []),
+    (None, ["debug", "info", "warn", "error"]),
+])
+def test_list_logs_level_means_that_level_and_more_severe(store: SqliteSpanStore, level: str | None,
+                                                         expected: list[str]) -> None:
+    store.write_logs([log(T1, i, lvl) for i, lvl in enumerate(["debug", "info", "warn", "error"])])
+    assert [r.level for r in store.list_logs(level=level)] == expected
+
+
+def test_list_logs_filters(store: SqliteSpanStore) -> None:
+    store.write_logs([log(T1, 1, function="a"), log(T2, 2, function="b", level="error"), log(T1, 3, function="b")])
+    assert [r.ts_us for r in store.list_logs(function="b")] == [2, 3]
+    assert [r.ts_us for r in store.list_logs(request_id=T1)] == [1, 3]
+    assert [r.ts_us for r in store.list_logs(since_us=2)] == [2, 3]
+    assert [r.ts_us for r in store.list_logs(function="b", level="error")] == [2]
+    assert store.list_logs(request_id=T3) == []
+
+
+def test_log_records_round_trip(store: SqliteSpanStore) -> None:
+    record = LogRecord(T1, "abcdabcdabcdabcd", 42, "warn", "fn", "msg", {"orderId": 7, "tags": ["a"]})
+    store.write_logs([record])
+    assert store.list_logs() == [record]
+
+
+def test_empty_writes_are_no_ops(store: SqliteSpanStore) -> None:
+    store.write_spans([])
+    store.write_logs([])
+    assert store.list_traces() == [] and store.list_logs() == []
+
+
+def test_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "dir" / "traces.db"
+    first = SqliteSpanStore(path)
+    first.write_spans([gateway(T1, 1)])
+    first.write_logs([log(T1, 1)])
+    first.close()
+    second = SqliteSpanStore(path)
+    try:
+        assert [s.trace_id for s in second.list_traces()] == [T1]
+        assert len(second.list_logs()) == 1
+    finally:
+        second.close()
