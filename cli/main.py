@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli.commands import local, secrets
+from cli.commands import keys, local, secrets
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
@@ -17,6 +17,7 @@ app.command()(local.init)
 app.command()(local.dev)
 app.command()(local.invoke)
 app.add_typer(secrets.app, name="secrets")
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

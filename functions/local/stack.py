@@ -75,8 +75,13 @@ class LocalStack:
                                options=RuntimeOptions(state_dir=self.paths.root, min_warm=min_warm,
                                                       max_workers=max_workers))
         self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request)
-        self.gateway = LocalGateway(self.project, self.pipeline)
+        self.gateway = LocalGateway(self.project, self.pipeline, authorize=self._authorizer(self.project))
         self.use_database = use_database
+
+    def _authorizer(self, project: Project) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        from functions.gateway.local import build_local_authorizer
+
+        return build_local_authorizer(project, secrets=self.secrets).authorize
 
     async def start(self) -> None:
         await self.runtime.start()
@@ -84,8 +89,10 @@ class LocalStack:
     async def reload(self) -> Project:
         """Re-read flux.json files and restart workers; on invalid files keep the running version."""
         project = load_project(self.project.root)
+        authorize = self._authorizer(project)
         self.project = project
         self.gateway.set_project(project)
+        self.gateway.authorize = authorize
         await self.runtime.reload(project)
         return project
 

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from functions.shared.errors import FluxError
 from functions.shared.secrets import SecretInfo, SecretsStore, check_name
+
+
+class SecretUnavailable(FluxError):
+    """Secrets Manager could not be read (throttled, no permission, unreachable): a 503, not a missing secret."""
+
+    status, code = 503, "secret_unavailable"
 
 
 class SecretsManagerStore(SecretsStore):
@@ -32,9 +41,15 @@ class SecretsManagerStore(SecretsStore):
     def get(self, name: str) -> str | None:
         try:
             response = self.client.get_secret_value(SecretId=self._id(name))
-        except self.client.exceptions.ResourceNotFoundException:
-            return None
-        return response.get("SecretString")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                return None
+            raise SecretUnavailable(f"cannot read secret {name!r}: {code}") from exc
+        except BotoCoreError as exc:
+            raise SecretUnavailable(f"cannot read secret {name!r}: {exc}") from exc
+        value = response.get("SecretString")
+        return value if isinstance(value, str) else None
 
     def set(self, name: str, value: str) -> None:
         secret_id = self._id(name)

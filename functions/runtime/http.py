@@ -22,13 +22,7 @@ from typing import Any
 from functions.runtime.ports import Invoker, QueueService
 from functions.shared.apigw import event_body, proxy_result
 from functions.shared.context import CallContext
-from functions.shared.errors import (
-    FluxError,
-    InvalidJson,
-    PayloadTooLarge,
-    RouteNotFound,
-    error_response,
-)
+from functions.shared.errors import FluxError, RouteNotFound, error_response
 from functions.shared.ids import incoming_trace
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
@@ -124,21 +118,12 @@ class HttpPipeline:
             raise error
 
     def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
-        body = event_body(event)
-        limit = self.project.config.limits.max_body_bytes
-        if len(body) > limit:
-            raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {limit} (limits.max_body_bytes)")
+        from functions.gateway.validation import read_json_input
+
+        value = read_json_input(event_body(event), self.project.config.limits.max_body_bytes)
         params = dict(event.get("queryStringParameters") or {})
         path_params = dict(event.get("pathParameters") or {})
-        if body.strip():
-            try:
-                value: Any = json.loads(body)
-            except UnicodeDecodeError:
-                raise InvalidJson("request body is not UTF-8 JSON") from None
-            except json.JSONDecodeError as exc:
-                raise InvalidJson(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                                  f"column {exc.colno}") from None
-        else:
+        if value is None:
             value = {}
         if isinstance(value, dict):
             value = {**params, **value, **path_params}

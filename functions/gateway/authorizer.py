@@ -1,0 +1,233 @@
+"""The Lambda authorizer: authentication and rate limiting for every function route.
+
+In AWS, API Gateway (HTTP API) calls :meth:`Authorizer.authorize` as a REQUEST
+authorizer with payload format 2.0 and simple responses; ``flux dev`` builds
+the same event with :mod:`functions.shared.apigw` and calls the same method.
+
+Soft deny. An HTTP API cannot customise what it answers when an authorizer
+says ``isAuthorized: false`` (always a bare 403 ``{"message": "Forbidden"}``),
+and it cannot answer 401 or 429 from an authorizer at all. Flux promises the
+standard error body, 401 for bad credentials and 429 with ``Retry-After``
+(DESIGN §4), so the authorizer answers ``isAuthorized: true`` and puts its
+verdict in the context; the runtime handler reads it before any user code
+runs and refuses the request with the right status and body
+(:mod:`functions.gateway.decision` holds the helpers it uses). The runtime is
+the only integration behind these routes, so nothing can skip that check.
+
+Hard deny (``isAuthorized: false``) is kept for the cases where failing closed
+matters more than a nice body: an event we cannot read, a route key that is
+not a Flux function, and internal failures (the key store is down, JWT is
+required but not configured, a bug). Denying is then the safe default; API
+Gateway turns it into a 403.
+
+Caching. On a rate-limited route the authorizer's result cache must be off
+(TTL 0) and it must have no identity sources: limits are counted per request
+here, so a cached ``allow`` would skip the count, and API Gateway answers a
+request that lacks an identity source with its own bare 401 before we can
+count or explain it. Caching is only sound on routes without a rate limit, at
+the price of a revoked key (or an expired token) working until the TTL ends.
+
+Context contract (every value a str or an int; API Gateway drops anything else):
+
+=====================  =============================================================
+``outcome``            ``"allow"`` or ``"deny"``
+``error``              deny only: ``"unauthorized"`` | ``"forbidden"`` | ``"rate_limited"``
+``message``            deny only: human text; for unauthorized never says what was wrong
+``function``           the function the route belongs to
+``auth_type``          ``"none"`` | ``"api_key"`` | ``"jwt"``
+``key_name``/``scope`` api_key mode, after the key was accepted
+``subject``/``claims`` jwt mode: ``sub`` ("" if absent) and the verified claims as JSON
+``ratelimit_outcome``  ``"allowed"`` | ``"limited"`` | ``"bypass"`` (no policy) |
+                       ``"store_error"`` (failed open) | ``"skipped"`` (auth denied first)
+``ratelimit_limit``, ``ratelimit_remaining``, ``ratelimit_reset``  when a policy was applied
+``retry_after``        seconds, when limited
+``authorizer_us``      time spent deciding
+=====================  =============================================================
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from functions.gateway.errors import CredentialRejected, RateLimitStoreError
+from functions.gateway.jwt_auth import JwtVerifier
+from functions.gateway.keys import ADMIN_SCOPES, FUNCTION_SCOPES, KEY_PREFIX, ApiKeyStore, presented_key
+from functions.gateway.ratelimit import RateLimiter
+from functions.shared.manifest import FunctionSpec, Project
+
+_log = logging.getLogger("flux.gateway.authorizer")
+
+UNAUTHORIZED_MESSAGE = "missing or invalid credentials"
+MAX_CLAIMS_CHARS = 4096
+_STANDARD_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "azp")
+
+DENY: dict[str, Any] = {"isAuthorized": False}
+
+
+class MalformedEvent(ValueError):
+    """The event is not an API Gateway v2 request/authorizer event we can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    """The parts of the event the authorizer reads (a typed view, so logic never digs in raw dicts)."""
+
+    route_key: str
+    headers: dict[str, str]
+    source_ip: str
+
+    @classmethod
+    def from_event(cls, event: Any) -> AuthRequest:
+        if not isinstance(event, dict):
+            raise MalformedEvent("event is not an object")
+        route_key = event.get("routeKey")
+        if not isinstance(route_key, str) or not route_key:
+            raise MalformedEvent("routeKey missing")
+        raw_headers = event.get("headers") or {}
+        if not isinstance(raw_headers, dict):
+            raise MalformedEvent("headers is not an object")
+        headers = {str(k).lower(): v for k, v in raw_headers.items() if isinstance(v, str)}
+        request_context = event.get("requestContext")
+        http = request_context.get("http") if isinstance(request_context, dict) else None
+        source_ip = http.get("sourceIp") if isinstance(http, dict) else None
+        return cls(route_key, headers, source_ip if isinstance(source_ip, str) and source_ip else "unknown")
+
+
+class Authorizer:
+    def __init__(self, project: Project, keys: ApiKeyStore, limiter: RateLimiter, jwt: JwtVerifier | None = None,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.project = project
+        self.keys = keys
+        self.limiter = limiter
+        self.jwt = jwt
+        self.clock = clock
+        self._by_route = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+
+    def authorize(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The simple response for one request. Never raises."""
+        started = self.clock()
+        try:
+            request = AuthRequest.from_event(event)
+            spec = self._by_route.get(request.route_key)
+            if spec is None:
+                _log.warning("authorizer: route %r is not a Flux function; denying", request.route_key)
+                return dict(DENY)
+            context = self._decide(spec, request)
+        except MalformedEvent as exc:
+            _log.warning("authorizer: unreadable event (%s); denying", exc)
+            return dict(DENY)
+        except Exception:  # noqa: BLE001 - an authorizer must fail closed, never crash
+            _log.exception("authorizer: internal failure; denying")
+            return dict(DENY)
+        context["authorizer_us"] = int((self.clock() - started) * 1_000_000)
+        return {"isAuthorized": True, "context": context}
+
+    def _decide(self, spec: FunctionSpec, request: AuthRequest) -> dict[str, Any]:
+        context: dict[str, Any] = {"function": spec.name, "auth_type": spec.auth}
+        caller = f"ip:{request.source_ip}"
+        if spec.auth == "api_key":
+            presented = presented_key(request.headers)
+            record = self.keys.authenticate(presented) if presented is not None else None
+            if record is None:
+                _log.info("authorizer: %s: API key missing or not valid", spec.name)
+                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+            if record.scope not in FUNCTION_SCOPES:
+                return _deny(context, "forbidden", f"the API key {record.name!r} may not call functions")
+            context.update(key_name=record.name, scope=record.scope)
+            caller = f"key:{record.name}"
+        elif spec.auth == "jwt":
+            if self.jwt is None:
+                raise RuntimeError(f"function {spec.name!r} requires JWT auth but no verifier is configured")
+            token = _bearer_token(request.headers)
+            if token is None:
+                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+            try:
+                claims = self.jwt.verify(token)
+            except CredentialRejected as exc:
+                _log.info("authorizer: %s: token rejected: %s", spec.name, exc.reason)
+                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+            subject = claims.get("sub") if isinstance(claims.get("sub"), str) else ""
+            context.update(subject=subject, claims=_claims_json(claims))
+            if subject:
+                caller = f"sub:{subject}"
+        return self._rate_limit(spec, caller, context)
+
+    def _rate_limit(self, spec: FunctionSpec, caller: str, context: dict[str, Any]) -> dict[str, Any]:
+        if spec.rate_limit is None:
+            context.update(outcome="allow", ratelimit_outcome="bypass")
+            return context
+        try:
+            decision = self.limiter.hit(bucket_key(spec.name, caller), spec.rate_limit)
+        except RateLimitStoreError as exc:
+            _log.warning("authorizer: %s: rate-limit store failed, admitting (fail open): %s", spec.name, exc)
+            context.update(outcome="allow", ratelimit_outcome="store_error")
+            return context
+        context.update(ratelimit_limit=decision.limit, ratelimit_remaining=decision.remaining,
+                       ratelimit_reset=decision.reset_s)
+        if not decision.allowed:
+            context.update(ratelimit_outcome="limited", retry_after=decision.retry_after_s)
+            return _deny(context, "rate_limited", f"rate limit exceeded; retry in {decision.retry_after_s} s",
+                         rate_limit_checked=True)
+        context.update(outcome="allow", ratelimit_outcome="allowed")
+        return context
+
+
+def _deny(context: dict[str, Any], error: str, message: str, *, rate_limit_checked: bool = False) -> dict[str, Any]:
+    context.update(outcome="deny", error=error, message=message)
+    if not rate_limit_checked:
+        context["ratelimit_outcome"] = "skipped"
+    return context
+
+
+def bucket_key(function: str, caller: str) -> str:
+    """The rate-limit bucket of (function, caller); long callers (JWT subjects) are hashed to bound key size."""
+    if len(caller) > 200:
+        caller = "h:" + hashlib.sha256(caller.encode("utf-8")).hexdigest()
+    return f"{function}|{caller}"
+
+
+def _bearer_token(headers: Mapping[str, str]) -> str | None:
+    """A JWT from ``Authorization: Bearer <jwt>`` (an API key there is not a JWT)."""
+    authorization = headers.get("authorization")
+    if not authorization:
+        return None
+    scheme, _, credential = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credential or credential.startswith(KEY_PREFIX):
+        return None
+    return credential
+
+
+def _claims_json(claims: dict[str, Any]) -> str:
+    """Verified claims for ``ctx.auth.claims``; oversized claim sets keep only the standard claims."""
+    text = json.dumps(claims, separators=(",", ":"), default=str)
+    if len(text) > MAX_CLAIMS_CHARS:
+        text = json.dumps({k: claims[k] for k in _STANDARD_CLAIMS if k in claims}, separators=(",", ":"),
+                          default=str)
+    return text
+
+
+AdminVerdict = Literal["allow", "unauthorized", "forbidden"]
+
+
+def admin_verdict(headers: Mapping[str, str], keys: ApiKeyStore) -> AdminVerdict:
+    """Whether a request may use the observability API: an active key with the ``admin`` scope.
+
+    ``"unauthorized"`` (401) for no or a bad key, ``"forbidden"`` (403) for a
+    valid key without the scope. A key store failure raises
+    :class:`functions.gateway.errors.KeyStoreError` (the API should answer 503).
+    """
+    presented = presented_key(headers)
+    record = keys.authenticate(presented) if presented is not None else None
+    if record is None:
+        return "unauthorized"
+    return "allow" if record.scope in ADMIN_SCOPES else "forbidden"
+
+
+def check_admin_key(headers: Mapping[str, str], keys: ApiKeyStore) -> bool:
+    return admin_verdict(headers, keys) == "allow"

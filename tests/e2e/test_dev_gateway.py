@@ -1,0 +1,76 @@
+"""The gateway under `flux dev`: API keys from `flux keys create`, rate limits, CORS, the gateway span."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from functions.observability.sqlite_store import SqliteSpanStore
+from tests.e2e.conftest import flux
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "gw"
+    (root / "functions" / "open").mkdir(parents=True)
+    (root / "functions" / "secret").mkdir(parents=True)
+    (root / "flux.json").write_text(json.dumps({"name": "gw", "cors": {"origins": ["https://app.example.com"]}}))
+    (root / "functions" / "open" / "index.ts").write_text("export default async (i, ctx) => ({auth: ctx.auth});")
+    (root / "functions" / "open" / "flux.json").write_text(
+        json.dumps({"route": "/open", "rate_limit": {"requests": 3, "per_seconds": 60}}))
+    (root / "functions" / "secret" / "index.ts").write_text("export default async (i, ctx) => ({auth: ctx.auth});")
+    (root / "functions" / "secret" / "flux.json").write_text(json.dumps({"route": "/secret", "auth": "api_key"}))
+    return root
+
+
+def test_api_key_route_rate_limit_cors_and_gateway_span(project, dev_server_factory):
+    created = flux("keys", "create", "--name", "ci", "-C", str(project))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1].strip()
+    assert key.startswith("flx_live_")
+    assert key not in (project / ".flux" / "keys.db").read_bytes().decode("latin-1")
+
+    server = dev_server_factory(project)
+    client = server.client
+    denied = client.post("/secret", json={})
+    assert denied.status_code == 401
+    assert denied.json()["error"] == "unauthorized"
+    assert client.post("/secret", json={}, headers={"x-api-key": key + "x"}).status_code == 401
+    allowed = client.post("/secret", json={}, headers={"x-api-key": key})
+    assert allowed.status_code == 200, allowed.text
+    assert allowed.json()["auth"] == {"type": "api_key", "key_name": "ci", "scope": "invoke"}
+
+    statuses = [client.post("/open", json={}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    limited = client.post("/open", json={})
+    assert limited.json()["error"] == "rate_limited"
+    assert int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["ratelimit-remaining"] == "0"
+
+    preflight = client.options("/secret", headers={"origin": "https://app.example.com",
+                                                   "access-control-request-method": "POST"})
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == "https://app.example.com"
+    other = client.options("/secret", headers={"origin": "https://evil.example.com",
+                                               "access-control-request-method": "POST"})
+    assert "access-control-allow-origin" not in other.headers
+    simple = client.post("/secret", json={}, headers={"x-api-key": key, "origin": "https://app.example.com"})
+    assert simple.headers["access-control-allow-origin"] == "https://app.example.com"
+
+    revoked = flux("keys", "revoke", "ci", "-C", str(project))
+    assert revoked.returncode == 0, revoked.stderr
+    assert client.post("/secret", json={}, headers={"x-api-key": key}).status_code == 401
+
+    time.sleep(0.5)
+    store = SqliteSpanStore(project / ".flux" / "traces.db")
+    gateway = next(s for s in store.get_trace(allowed.headers["x-request-id"]) if s.kind == "gateway")
+    assert gateway.attrs["auth.mode"] == "api_key"
+    assert gateway.attrs["auth.key_name"] == "ci"
+    assert gateway.attrs["auth.outcome"] == "allow"
+    dumped = json.dumps([s.to_dict() for s in store.get_trace(allowed.headers["x-request-id"])])
+    assert key not in dumped
