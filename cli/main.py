@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli.commands import keys, local, secrets
+from cli.commands import db, deploy, keys, local, observe, secrets
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
@@ -18,6 +18,12 @@ app.command()(local.dev)
 app.command()(local.invoke)
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(keys.app, name="keys")
+app.add_typer(db.app, name="db")
+for command in (observe.trace, observe.tail, observe.logs, observe.why, observe.login):
+    app.command()(command)
+app.command("synth")(deploy.synth_cmd)
+app.command("deploy")(deploy.deploy_cmd)
+app.command("destroy")(deploy.destroy_cmd)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import uvicorn
 
 from functions.local.stack import LocalStack
+from functions.shared.errors import FluxError
 from functions.shared.manifest import ManifestError
 
 Printer = Callable[[str], None]
@@ -51,8 +52,13 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
             f"{info['trace_id']}")
 
     started = time.perf_counter()
-    stack = LocalStack(project_dir, on_request=on_request, tracing=tracing)
-    await stack.start()
+    stack = LocalStack(project_dir, on_request=on_request, tracing=tracing, out=out)
+    try:
+        await stack.start()
+    except FluxError as exc:
+        out(f"flux dev could not start: {exc.message}")
+        await stack.stop()
+        return 1
     server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
                                     access_log=False, timeout_graceful_shutdown=5))
     watcher: asyncio.Task[None] | None = None
@@ -97,15 +103,24 @@ async def _watch(stack: LocalStack, out: Printer) -> None:
 
     root = stack.project.root
     functions_dir = root / stack.project.config.functions_dir
+    schema_dir = root / "schema"
 
     def relevant(_change: Any, path: str) -> bool:
         p = Path(path)
         if ".flux" in p.parts or "node_modules" in p.parts:
             return False
-        return p == root / "flux.json" or functions_dir in p.parents
+        return p == root / "flux.json" or functions_dir in p.parents or schema_dir in p.parents
 
     async for changes in awatch(root, watch_filter=relevant, debounce=200, step=50):
-        names = sorted({Path(p).relative_to(root).as_posix() for _, p in changes})
+        paths = {Path(p) for _, p in changes}
+        names = sorted(p.relative_to(root).as_posix() for p in paths)
+        if any(schema_dir in p.parents for p in paths):
+            try:
+                await stack.migrate()
+            except FluxError as exc:
+                out(f"migration failed: {exc.message}")
+        if all(schema_dir in p.parents for p in paths):
+            continue
         try:
             project = await stack.reload()
         except ManifestError as exc:

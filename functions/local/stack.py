@@ -7,11 +7,12 @@ Lambda's entry point. State lives under ``<project>/.flux/``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.local.gateway import LocalGateway
 from functions.observability.buffered import BufferedSink
@@ -21,6 +22,10 @@ from functions.runtime.http import HttpPipeline
 from functions.runtime.local_secrets import SqliteSecretsStore
 from functions.shared.manifest import Project, load_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
+
+if TYPE_CHECKING:
+    from functions.engine.locate import DatabaseLocation
+    from functions.engine.service import DataEngine
 
 _log = logging.getLogger("flux.local")
 
@@ -61,7 +66,8 @@ class StatePaths:
 class LocalStack:
     def __init__(self, project_root: str | Path, *, tracing: bool | None = None, min_warm: int = 1,
                  max_workers: int = 4, on_request: Callable[[dict[str, Any]], None] | None = None,
-                 use_database: bool = True) -> None:
+                 use_database: bool = True, database_url: str | None = None,
+                 out: Callable[[str], None] | None = None) -> None:
         self.project: Project = load_project(project_root)
         self.paths = StatePaths.of(self.project.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -77,6 +83,10 @@ class LocalStack:
         self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request)
         self.gateway = LocalGateway(self.project, self.pipeline, authorize=self._authorizer(self.project))
         self.use_database = use_database
+        self.database_url = database_url
+        self.database: DatabaseLocation | None = None
+        self.engine: DataEngine | None = None
+        self.out = out or (lambda _line: None)
 
     def _authorizer(self, project: Project) -> Callable[[dict[str, Any]], dict[str, Any]]:
         from functions.gateway.local import build_local_authorizer
@@ -84,7 +94,40 @@ class LocalStack:
         return build_local_authorizer(project, secrets=self.secrets).authorize
 
     async def start(self) -> None:
+        if self.use_database:
+            await self._open_database()
         await self.runtime.start()
+
+    async def _open_database(self) -> None:
+        """Find (or start) Postgres, apply pending migrations, open the in-process Data Engine."""
+        from functions.engine.locate import DatabaseLocation, locate_database
+        from functions.engine.service import DataEngine
+
+        if self.database_url:
+            self.database = DatabaseLocation(self.database_url, "env")
+        else:
+            self.database = await asyncio.to_thread(locate_database, self.project.root)
+        self.out(f"database: {self.database.source} ({_describe_dsn(self.database.dsn)})")
+        await self.migrate()
+        settings = self.project.config.observability
+        self.engine = DataEngine.create(self.database.dsn, slow_query_ms=settings.slow_query_ms)
+        await self.engine.open()
+        await self.engine.refresh_schema()
+        self.services.db = self.engine
+
+    async def migrate(self) -> list[str]:
+        """Apply pending files of schema/ (raises MigrationError with the file and line on failure)."""
+        from functions.engine.migrations import apply_migrations
+
+        schema_dir = self.project.root / "schema"
+        if self.database is None or not schema_dir.is_dir():
+            return []
+        report = await asyncio.to_thread(apply_migrations, self.database.dsn, schema_dir)
+        if report.applied:
+            self.out(f"migrations applied: {', '.join(report.applied)}")
+        if self.engine is not None and report.applied:
+            await self.engine.refresh_schema()
+        return list(report.applied)
 
     async def reload(self) -> Project:
         """Re-read flux.json files and restart workers; on invalid files keep the running version."""
@@ -98,8 +141,23 @@ class LocalStack:
 
     async def stop(self) -> None:
         await self.runtime.close()
+        if self.engine is not None:
+            await self.engine.close()
+        if self.database is not None:
+            await asyncio.to_thread(self.database.stop)
         self.sink.flush()
         self.sink.close()
 
     def flush(self) -> None:
         self.sink.flush()
+
+
+def _describe_dsn(dsn: str) -> str:
+    """Host, port and database of a DSN, never its password."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parts = conninfo_to_dict(dsn)
+    except Exception:  # noqa: BLE001 - only for display
+        return "configured"
+    return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"

@@ -47,6 +47,7 @@ class RuntimeOptions:
     deno: str | None = None
     # Functions whose pools are kept warm; None means all. A runtime Lambda warms only its own.
     warm_functions: frozenset[str] | None = None
+    deno_dir: Path | None = None
 
 
 @dataclass
@@ -85,7 +86,8 @@ class Runtime:
 
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:
-            command = worker_command(spec, deno=self._deno, cache_dir=self._cache_dir, project_root=self.project.root)
+            command = worker_command(spec, deno=self._deno, cache_dir=self._cache_dir, project_root=self.project.root,
+                                     deno_dir=self.options.deno_dir)
             return DenoWorker(command, name=spec.name)
         return make
 

@@ -22,7 +22,7 @@ from typing import Any
 from functions.runtime.ports import Invoker, QueueService
 from functions.shared.apigw import event_body, proxy_result
 from functions.shared.context import CallContext
-from functions.shared.errors import FluxError, RouteNotFound, error_response
+from functions.shared.errors import FluxError, RouteNotFound, Unauthorized, error_response
 from functions.shared.ids import incoming_trace
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
@@ -76,7 +76,7 @@ class HttpPipeline:
         try:
             if spec is None:
                 raise RouteNotFound(f"no function at {http.get('method', '?')} {http.get('path', '?')}")
-            self._check_authorizer(context)
+            self._check_authorizer(spec, context)
             value = self._input(event, spec)
             call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context))
             if spec.is_async:
@@ -108,8 +108,10 @@ class HttpPipeline:
                               "function": root_attrs["function"]})
         return result
 
-    def _check_authorizer(self, context: dict[str, Any] | None) -> None:
+    def _check_authorizer(self, spec: FunctionSpec, context: dict[str, Any] | None) -> None:
         if context is None:
+            if spec.auth != "none":  # a protected route reached without the authorizer: fail closed
+                raise Unauthorized("missing or invalid credentials")
             return
         from functions.gateway.decision import denial
 

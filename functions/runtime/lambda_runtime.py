@@ -12,8 +12,9 @@ its coroutine on it. Spans are buffered and flushed before each response,
 because Lambda freezes the container as soon as the handler returns.
 
 Environment: FLUX_PROJECT_DIR, FLUX_FUNCTION, SPANS_TABLE, SPANS_SHARDS,
-DATABASE_SECRET_ARN or DATABASE_URL, FLUX_QUEUE_URLS, FLUX_DLQ_URLS,
-FLUX_JOBS_TABLE, FLUX_SECRETS_PREFIX, FLUX_DENO, FLUX_EXPOSE_ERRORS.
+DATABASE_SECRET_ARN (+ DATABASE_HOST, the RDS Proxy endpoint) or DATABASE_URL,
+FLUX_QUEUE_URLS, FLUX_JOBS_TABLE, FLUX_SECRETS_PREFIX, FLUX_DENO, FLUX_DENO_DIR
+(the vendored Deno cache in the bundle), FLUX_EXPOSE_ERRORS.
 """
 
 from __future__ import annotations
@@ -87,28 +88,19 @@ def _services(env: Mapping[str, str], project: Project) -> Services:
         from functions.engine.service import DataEngine
 
         settings = project.config.observability
-        services.db = DataEngine.create(dsn, slow_query_ms=settings.slow_query_ms)
+        # Warm containers re-read the schema every minute, so migrations applied by the engine Lambda show up.
+        services.db = DataEngine.create(dsn, slow_query_ms=settings.slow_query_ms, schema_ttl_s=60,
+                                        statement_timeout_ms=int(env.get("FLUX_STATEMENT_TIMEOUT_MS") or 5000))
     return services
 
 
 def database_url(env: Mapping[str, str]) -> str | None:
-    """The DSN from DATABASE_URL, or from the Secrets Manager secret named by DATABASE_SECRET_ARN."""
-    if env.get("DATABASE_URL"):
-        return env["DATABASE_URL"]
-    arn = env.get("DATABASE_SECRET_ARN")
-    if not arn:
+    """The DSN from DATABASE_URL or the DATABASE_SECRET_ARN secret, as the engine Lambda reads it."""
+    if not (env.get("DATABASE_URL") or env.get("DATABASE_SECRET_ARN")):
         return None
-    import json
+    from functions.engine.handler import dsn_from_environment
 
-    import boto3
-    from psycopg.conninfo import make_conninfo
-
-    secret = json.loads(boto3.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
-    if secret.get("url"):
-        return str(secret["url"])
-    return make_conninfo(host=secret["host"], port=secret.get("port", 5432), user=secret["username"],
-                         password=secret["password"], dbname=secret.get("dbname", "postgres"),
-                         sslmode=secret.get("sslmode", "require"))
+    return dsn_from_environment(env)
 
 
 def build_state(env: Mapping[str, str] = os.environ) -> LambdaState:
@@ -116,10 +108,15 @@ def build_state(env: Mapping[str, str] = os.environ) -> LambdaState:
     project = load_project(root)
     function = env.get("FLUX_FUNCTION")
     sink = _sink(env, project)
+    spec = project.functions.get(function or "")
+    # The HTTP Lambda of an async function only enqueues; its worker Lambda is the one that runs Deno.
+    only_enqueues = spec is not None and spec.is_async and env.get("_HANDLER", "").endswith("lambda_handler.handler")
+    warm = frozenset() if only_enqueues else frozenset({function}) if function else None
     options = RuntimeOptions(
         state_dir=Path(env.get("FLUX_STATE_DIR") or "/tmp/flux"),  # noqa: S108 - Lambda's only writable place
         min_warm=1, max_workers=4, expose_errors=env.get("FLUX_EXPOSE_ERRORS") == "1",
-        deno=env.get("FLUX_DENO"), warm_functions=frozenset({function}) if function else None,
+        deno=env.get("FLUX_DENO"), warm_functions=warm,
+        deno_dir=Path(env["FLUX_DENO_DIR"]) if env.get("FLUX_DENO_DIR") else None,
     )
     services = _services(env, project)
     runtime = Runtime(project, sink=sink, options=options, services=services)

@@ -72,11 +72,16 @@ class DevServer:
 
 
 @pytest.fixture
-def dev_server_factory() -> Iterator:
+def dev_server_factory(fresh_database_url: str) -> Iterator:
+    """Start `flux dev` on a project; its database is a fresh one on the session's Postgres
+    unless ``embedded=True`` asks for the project's own embedded server under .flux/pg."""
     servers: list[DevServer] = []
 
-    def start(project: Path, **kwargs) -> DevServer:
-        server = DevServer(project, **kwargs)
+    def start(project: Path, *, embedded: bool = False, env: dict | None = None, **kwargs) -> DevServer:
+        env = dict(env or {})
+        if not embedded:
+            env.setdefault("DATABASE_URL", fresh_database_url)
+        server = DevServer(project, env=env, **kwargs)
         servers.append(server)
         return server
 

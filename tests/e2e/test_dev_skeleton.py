@@ -109,7 +109,7 @@ def test_hot_reload_picks_up_changes(project, dev_server_factory):
         pytest.fail(f"new function not picked up:\n{server.output()}")
 
 
-def test_invalid_flux_json_is_reported_before_start(project):
+def test_invalid_flux_json_is_reported_before_start(project):  # fails before any database is touched
     (project / "functions" / "hello" / "flux.json").write_text('{"route": "/hello", "timeout": 5}')
     result = flux("dev", str(project), "--port", "1")
     assert result.returncode == 1
@@ -129,13 +129,14 @@ def test_ctrl_c_leaves_no_process_behind(project, dev_server_factory):
     assert not (project / ".flux" / "dev.json").exists()
 
 
-def test_invoke_and_secrets_cli(project, dev_server_factory):
+def test_invoke_and_secrets_cli(project, dev_server_factory, fresh_database_url):
     result = flux("secrets", "set", "API_TOKEN", "-C", str(project), input="tok-123456\n")
     assert result.returncode == 0, result.stderr
     listed = flux("secrets", "list", "-C", str(project), "--json")
     assert json.loads(listed.stdout)[0]["name"] == "API_TOKEN"
     assert "tok-123456" not in listed.stdout
-    offline = flux("invoke", "hello", "--data", '{"name":"Cy"}', "-C", str(project), "--json")
+    offline = flux("invoke", "hello", "--data", '{"name":"Cy"}', "-C", str(project), "--json",
+                   env={"DATABASE_URL": fresh_database_url})
     assert offline.returncode == 0, offline.stderr
     assert json.loads(offline.stdout)["body"]["message"] == "Hello, Cy!"
     server = dev_server_factory(project)

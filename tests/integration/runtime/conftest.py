@@ -107,7 +107,7 @@ class Harness:
 
     def __init__(self, root: Path) -> None:
         self.loop = asyncio.new_event_loop()
-        self.stack = LocalStack(root, min_warm=1, max_workers=2)
+        self.stack = LocalStack(root, min_warm=1, max_workers=2, use_database=False)
         self.memory = MemorySink()
         self.stack.sink = self.memory
         self.stack.runtime.sink = self.memory

@@ -1,0 +1,176 @@
+"""``flux db migrate | schema | suggest``: thin commands over the engine's migrations and advisor.
+
+The database is the project's (``DATABASE_URL``, flux.json ``database.url``, or the
+embedded server under ``.flux/pg``, started for the command and stopped after it unless
+something else, such as a running ``flux dev``, had started it). ``suggest`` reads the
+recent traces from the local span store ``.flux/traces.db``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from functions.engine.advice import PostgresAdvice
+from functions.engine.locate import DatabaseLocation, embedded_data_dir, locate_database
+from functions.engine.migrations import apply_migrations
+from functions.shared.errors import FluxError
+from functions.shared.manifest import Observability, ProjectConfig
+from functions.shared.spans import Span
+
+app = typer.Typer(help="Database: apply migrations, show the schema graph, suggest indexes.", no_args_is_help=True)
+
+ProjectDir = typer.Option(Path("."), "--project-dir", "-C", help="The Flux project directory.")
+JsonOutput = typer.Option(False, "--json", help="Print machine-readable JSON.")
+
+out = Console()
+err = Console(stderr=True)
+
+
+@app.command()
+def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput) -> None:
+    """Apply pending migrations from schema/*.sql in filename order."""
+    with _failures(json_output), _database(project_dir, json_output) as db:
+        report = apply_migrations(db.dsn, project_dir / "schema")
+    if json_output:
+        _print_json(report.to_dict())
+        return
+    for name in report.applied:
+        out.print(f"[green]applied[/green] {name}")
+    for name in report.missing_files:
+        out.print(f"[yellow]recorded but missing on disk[/yellow] {name}")
+    already = len(report.already_applied)
+    out.print(f"{len(report.applied)} applied, {already} already applied ({report.duration_ms:.0f} ms)")
+
+
+@app.command()
+def schema(project_dir: Path = ProjectDir, json_output: bool = JsonOutput,
+           traces: int = typer.Option(200, "--traces", min=0, max=1000,
+                                      help="Recent traces whose queries feed the suggested indexes.")) -> None:
+    """Tables, columns with types, primary and foreign keys, indexes and suggested indexes."""
+    with _failures(json_output), _database(project_dir, json_output) as db:
+        settings = _observability(project_dir)
+        spans = _recent_spans(project_dir, traces)
+        advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
+                                n_plus_one_threshold=settings.n_plus_one_threshold, recent_spans=lambda: spans)
+        graph = advice.schema_graph()
+    if json_output:
+        _print_json(graph)
+        return
+    if not graph["tables"]:
+        out.print("No tables yet. Add a migration under schema/ and run `flux db migrate`.")
+    for table in graph["tables"]:
+        _print_table(table)
+    _print_suggestions(graph["suggested_indexes"])
+
+
+@app.command()
+def suggest(project_dir: Path = ProjectDir, json_output: bool = JsonOutput,
+            traces: int = typer.Option(200, "--traces", min=1, max=1000, help="How many recent traces to read.")
+            ) -> None:
+    """Index suggestions from recent traces, each checked with EXPLAIN before it is shown."""
+    with _failures(json_output), _database(project_dir, json_output) as db:
+        settings = _observability(project_dir)
+        spans = _recent_spans(project_dir, traces)
+        advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
+                                n_plus_one_threshold=settings.n_plus_one_threshold)
+        suggestions = advice.suggest_indexes(spans)
+    if json_output:
+        _print_json(suggestions)
+        return
+    if not spans:
+        out.print("No traces yet under .flux/traces.db: run `flux dev` and send some requests first.")
+    _print_suggestions(suggestions)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+@contextmanager
+def _failures(json_output: bool) -> Iterator[None]:
+    try:
+        yield
+    except FluxError as exc:
+        if json_output:
+            _print_json({"error": exc.code, "message": exc.message})
+        else:
+            err.print(f"[red]error[/red] ({exc.code}): {exc.message}")
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _database(project_dir: Path, json_output: bool) -> Iterator[DatabaseLocation]:
+    needs_start = not (embedded_data_dir(project_dir) / "postmaster.pid").exists()
+    if needs_start and not json_output:
+        with err.status("Starting the embedded Postgres under .flux/pg ..."):
+            location = locate_database(project_dir)
+    else:
+        location = locate_database(project_dir)
+    with location:
+        yield location
+
+
+def _observability(project_dir: Path) -> Observability:
+    path = project_dir / "flux.json"
+    if not path.is_file():
+        return Observability()
+    try:
+        return ProjectConfig.model_validate(json.loads(path.read_text(encoding="utf-8"))).observability
+    except ValueError:
+        return Observability()
+
+
+def _recent_spans(project_dir: Path, traces: int) -> list[Span]:
+    path = project_dir / ".flux" / "traces.db"
+    if traces <= 0 or not path.is_file():
+        return []
+    from functions.observability.sqlite_store import SqliteSpanStore
+
+    store = SqliteSpanStore(path)
+    try:
+        spans: list[Span] = []
+        for summary in store.list_traces(limit=traces):
+            spans.extend(store.get_trace(summary.trace_id))
+        return spans
+    finally:
+        store.close()
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+def _print_table(table: dict[str, Any]) -> None:
+    foreign = {c: f"→ {fk['ref_table']}.{fk['ref_columns'][i]}"
+               for fk in table["foreign_keys"] for i, c in enumerate(fk["columns"])}
+    view = Table(title=f"{table['name']}  (~{table['row_estimate']} rows)", title_justify="left", expand=False)
+    view.add_column("column")
+    view.add_column("type")
+    view.add_column("null")
+    view.add_column("key")
+    for column in table["columns"]:
+        key = "PK" if column["name"] in table["primary_key"] else ""
+        key = " ".join(k for k in (key, foreign.get(column["name"], "")) if k)
+        view.add_row(column["name"], column["type"], "yes" if column["nullable"] else "no", key)
+    out.print(view)
+    for index in table["indexes"]:
+        kind = "primary" if index["primary"] else ("unique" if index["unique"] else "index")
+        out.print(f"  {kind} [bold]{index['name']}[/bold] ({', '.join(index['columns'])})")
+    out.print()
+
+
+def _print_suggestions(suggestions: list[dict[str, Any]]) -> None:
+    if not suggestions:
+        out.print("No index suggestions: no slow or repeated query would get cheaper with a new index.")
+        return
+    out.print(f"[bold]{len(suggestions)} suggested index{'es' if len(suggestions) > 1 else ''}[/bold]")
+    for s in suggestions:
+        out.print(f"  [cyan]{s['ddl']}[/cyan]")
+        out.print(f"    estimated cost {s['est_cost_before']} → {s['est_cost_after']}: {s['reason']}")

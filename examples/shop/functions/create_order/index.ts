@@ -1,0 +1,50 @@
+/// <reference path="../../flux.d.ts" />
+
+// POST /orders {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]}
+// Prices come from the catalogue (one `in` query for all products), never from the client.
+type Line = { product_id: number; quantity: number };
+
+export default async function handler(input: { user_id: number; items: Line[] }, ctx: FluxContext) {
+  const items = Array.isArray(input?.items) ? input.items : [];
+  if (!input?.user_id || items.length === 0) {
+    throw new FluxError(400, "validation_failed", "an order needs a user_id and at least one item");
+  }
+
+  const [user] = await ctx.db.query({
+    table: "users", operation: "select", columns: ["id", "email"],
+    filters: [{ column: "id", op: "eq", value: input.user_id }], limit: 1,
+  });
+  if (!user) throw new FluxError(404, "not_found", `no user ${input.user_id}`);
+
+  const productIds = [...new Set(items.map((i) => i.product_id))];
+  const products = await ctx.db.query({
+    table: "products", operation: "select", columns: ["id", "price"],
+    filters: [{ column: "id", op: "in", value: productIds }],
+  });
+  const priceOf = new Map(products.map((p) => [Number(p.id), Number(p.price)]));
+  const missing = productIds.filter((id) => !priceOf.has(id));
+  if (missing.length > 0) throw new FluxError(404, "not_found", `no product ${missing.join(", ")}`);
+
+  const cents = items.reduce((sum, i) => sum + Math.round(priceOf.get(i.product_id)! * 100) * i.quantity, 0);
+  const [order] = await ctx.db.query({
+    table: "orders", operation: "insert",
+    data: { user_id: user.id, customer_email: user.email, status: "pending", total: (cents / 100).toFixed(2) },
+  });
+
+  let lines: Row[];
+  try {
+    lines = await ctx.db.query({
+      table: "order_items", operation: "insert",
+      data: items.map((i) => ({
+        order_id: order.id, product_id: i.product_id, quantity: i.quantity, unit_price: priceOf.get(i.product_id)!,
+      })),
+    });
+  } catch (err) {
+    // Keep the order and its lines all-or-nothing: remove the order if its lines could not be written.
+    await ctx.db.query({ table: "orders", operation: "delete", filters: [{ column: "id", op: "eq", value: order.id }] });
+    throw err;
+  }
+
+  ctx.log.info("order created", { orderId: order.id, total: order.total });
+  return { ...order, items: lines };
+}

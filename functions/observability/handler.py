@@ -1,0 +1,72 @@
+"""AWS Lambda entry point of the hosted observability API and dashboard.
+
+The same :class:`ObservabilityApi` as ``flux dev``, over the DynamoDB span store,
+behind an admin-key check against the gateway's key table (fail closed: without
+``KEYS_TABLE`` every API call is refused). Built once per container, on the
+first event, so imports and clients are paid for at most once per cold start.
+
+Environment: ``SPANS_TABLE`` (required), ``KEYS_TABLE``, ``SPANS_SHARDS`` (8),
+``ENGINE_FUNCTION`` (the engine Lambda for the schema graph and index advice; without
+it those answer 503 / are left out), ``SLOW_QUERY_MS``, ``N_PLUS_ONE_THRESHOLD``,
+``RETENTION_DAYS``, ``API_PREFIX`` (``/_flux/api``), ``DASHBOARD_PATH`` (``/_flux``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from functions.observability.api import ObservabilityApi
+from functions.observability.auth import admin_key_authorizer
+from functions.observability.dynamo_schema import DEFAULT_SHARDS
+from functions.observability.dynamo_store import DynamoSpanStore
+from functions.observability.engine_advice import LambdaAdvice
+from functions.observability.suggestions import recent_db_spans
+from functions.shared.manifest import Observability
+
+_api: ObservabilityApi | None = None
+
+
+def settings_from_env(env: Mapping[str, str]) -> Observability:
+    defaults = Observability()
+    return Observability(
+        slow_query_ms=int(env.get("SLOW_QUERY_MS") or defaults.slow_query_ms),
+        n_plus_one_threshold=int(env.get("N_PLUS_ONE_THRESHOLD") or defaults.n_plus_one_threshold),
+        retention_days=int(env.get("RETENTION_DAYS") or defaults.retention_days),
+    )
+
+
+def build_api(env: Mapping[str, str] = os.environ, client: Any | None = None,
+              lambda_client: Any | None = None) -> ObservabilityApi:
+    if client is None:
+        import boto3
+
+        client = boto3.client("dynamodb")
+    settings = settings_from_env(env)
+    store = DynamoSpanStore(client, env["SPANS_TABLE"], shards=int(env.get("SPANS_SHARDS") or DEFAULT_SHARDS),
+                            retention_days=settings.retention_days)
+    keys_table = env.get("KEYS_TABLE")
+    if keys_table:
+        from functions.gateway.keys_dynamodb import DynamoApiKeyStore
+
+        authorize = admin_key_authorizer(DynamoApiKeyStore(keys_table, client))
+    else:
+        def authorize(event: dict[str, Any]) -> bool:
+            return False
+    advice = None
+    if env.get("ENGINE_FUNCTION"):
+        if lambda_client is None:
+            import boto3
+
+            lambda_client = boto3.client("lambda")
+        advice = LambdaAdvice(env["ENGINE_FUNCTION"], lambda_client, recent_spans=lambda: recent_db_spans(store))
+    return ObservabilityApi(store, settings=settings, advice=advice, prefix=env.get("API_PREFIX") or "/_flux/api",
+                            authorize=authorize, dashboard_path=env.get("DASHBOARD_PATH") or None)
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    global _api
+    if _api is None:
+        _api = build_api()
+    return _api.handle(event)

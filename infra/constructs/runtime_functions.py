@@ -1,0 +1,121 @@
+"""The runtime Lambdas: one per user function, plus a queue consumer per async function.
+
+Every function's Lambda runs the same code asset (the whole project is bundled,
+because ``ctx.function.invoke`` runs other functions in-process) with a different
+``FLUX_FUNCTION``, which is the pool it keeps warm. Entry points:
+
+* ``functions.runtime.lambda_handler.handler`` — API Gateway HTTP API events
+  (payload 2.0); for an async function it only enqueues and answers 202;
+* ``functions.queue_consumer.handler.handler`` — SQS batches of an async
+  function's own queue (``<name>-worker``), with partial batch responses and a
+  maximum concurrency so a burst cannot exhaust the database's connections.
+
+Permissions (each role separately): write spans; read the stage's secrets; read
+the database secret (when there is a database); send to the async queues
+(``ctx.queue.push`` may target any of them); the job table's idempotency items;
+and, for a consumer, its own queue (granted by the event source) and the job
+records it settles. The Deno worker never sees any of it: it runs with a scrubbed
+environment (functions/runtime/sandbox.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.database import FluxDatabase
+from infra.constructs.function import FluxFunction
+from infra.constructs.queues import FunctionQueues
+from infra.constructs.secrets import ProjectSecrets
+from infra.constructs.tables import JOB_ENQUEUER, JOB_SETTLER, SPAN_WRITER, FluxTables, grant
+from infra.packaging import BUNDLE_DENO_DIR, BUNDLE_PROJECT_DIR
+from infra.plan import SPANS_SHARDS, FunctionPlan, StackPlan
+
+TASK_ROOT = "/var/task"
+HTTP_HANDLER = "functions.runtime.lambda_handler.handler"
+QUEUE_HANDLER = "functions.queue_consumer.handler.handler"
+DENO_IN_LAYER = "/opt/bin/deno"
+
+
+@dataclass(frozen=True)
+class CodeAssets:
+    runtime: lambda_.Code
+    control: lambda_.Code
+    deno_layer: lambda_.ILayerVersion
+    architecture: lambda_.Architecture
+
+
+def sqs_send(queue: sqs.IQueue, grantee: FluxFunction) -> None:
+    """SendMessage only (``grant_send_messages`` would add GetQueueAttributes and GetQueueUrl, unused here)."""
+    iam.Grant.add_to_principal(grantee=grantee.role, actions=["sqs:SendMessage"], resource_arns=[queue.queue_arn])
+
+
+class RuntimeFunctions(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, plan: StackPlan, code: CodeAssets,
+                 tables: FluxTables, queues: FunctionQueues, database: FluxDatabase, secrets: ProjectSecrets,
+                 removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        self._plan, self._code, self._tables = plan, code, tables
+        self._queues, self._database, self._secrets = queues, database, secrets
+        self._removal = removal_policy
+        self.http: dict[str, FluxFunction] = {}
+        self.workers: dict[str, FluxFunction] = {}
+        for fn in plan.functions:
+            self.http[fn.name] = self._function(fn, fn.name, HTTP_HANDLER, fn.timeout_s, JOB_ENQUEUER)
+            queue = queues.by_function.get(fn.name)
+            if fn.queue is not None and queue is not None:
+                worker = self._function(fn, f"{fn.name}-worker", QUEUE_HANDLER, fn.queue.consumer_timeout_s,
+                                        JOB_SETTLER)
+                worker.function.add_event_source(event_sources.SqsEventSource(
+                    queue.queue, batch_size=fn.queue.batch_size, report_batch_item_failures=True,
+                    max_concurrency=fn.queue.max_concurrency))
+                self.workers[fn.name] = worker
+
+    def environment(self, fn: FunctionPlan) -> dict[str, str]:
+        env: dict[str, str] = {
+            "FLUX_PROJECT_DIR": f"{TASK_ROOT}/{BUNDLE_PROJECT_DIR}",
+            "FLUX_FUNCTION": fn.name,
+            "FLUX_STAGE": self._plan.stage,
+            "FLUX_DENO": DENO_IN_LAYER,
+            "FLUX_DENO_DIR": f"{TASK_ROOT}/{BUNDLE_DENO_DIR}",
+            "FLUX_SECRETS_PREFIX": self._plan.secrets_prefix,
+            "SPANS_TABLE": self._tables.spans.table_name,
+            "SPANS_SHARDS": str(SPANS_SHARDS),
+            **self._database.environment(),
+        }
+        if self._queues.by_function and self._tables.jobs is not None:
+            env["FLUX_QUEUE_URLS"] = _json({name: q.queue.queue_url for name, q in self._queues.by_function.items()},
+                                           self)
+            env["FLUX_JOBS_TABLE"] = self._tables.jobs.table_name
+        return env
+
+    def _function(self, fn: FunctionPlan, construct_id: str, handler: str, timeout_s: int,
+                  job_actions: tuple[str, ...]) -> FluxFunction:
+        database = self._database
+        made = FluxFunction(
+            self, construct_id, code=self._code.runtime, handler=handler, environment=self.environment(fn),
+            timeout_s=timeout_s, memory_mb=fn.memory_mb, architecture=self._code.architecture,
+            description=f"Flux {self._plan.project}/{self._plan.stage}: {construct_id} ({handler.rsplit('.', 2)[0]})",
+            retention_days=self._plan.retention_days, removal_policy=self._removal,
+            layers=[self._code.deno_layer], vpc=database.vpc,
+            security_groups=[database.lambda_security_group] if database.lambda_security_group else [])
+        grant(self._tables.spans, made.role, SPAN_WRITER)
+        self._secrets.grant_read_all(made.role)
+        database.grant_connect(made.role)
+        for queue in self._queues.by_function.values():
+            sqs_send(queue.queue, made)
+        if self._tables.jobs is not None and self._queues.by_function:
+            grant(self._tables.jobs, made.role, job_actions)
+        return made
+
+
+def _json(value: Mapping[str, str], scope: Construct) -> str:
+    """A JSON object whose values may be CloudFormation tokens (queue URLs)."""
+    return Stack.of(scope).to_json_string(dict(value))

@@ -1,0 +1,209 @@
+"""The deployment plan: what the stack must contain, derived from a loaded project, with no CDK in sight.
+
+The CDK constructs interpret this plan; keeping the decisions here (which routes
+need the authorizer, Lambda timeouts and memory, queue settings) makes them plain
+data that unit tests can check without synthesizing anything.
+
+Authorizer placement. The REQUEST authorizer (functions/gateway) does two jobs:
+authentication and rate limiting. A route needs it when its function has an auth
+mode other than ``none`` *or* a rate limit; a public route without a rate limit
+goes straight to its runtime Lambda. Two authorizer flavours share one Lambda:
+
+* ``metered``: result cache off (TTL 0) and no identity sources, for every route
+  with a rate limit, because each request must be counted and because API Gateway
+  answers a request that lacks an identity source with its own bare 401 before the
+  authorizer can count or explain it (see functions/gateway/authorizer.py);
+* ``cached``: routes that authenticate but are not rate limited; results are cached
+  for :data:`AUTH_CACHE_TTL_S`, keyed on the credential header and the route key.
+  The price: a revoked key keeps working on those routes for up to the TTL, and
+  a request without the header gets API Gateway's own 401 body.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from functions.shared.manifest import FunctionSpec, Project
+from infra.errors import InfraError
+
+AuthorizerKind = Literal["none", "metered", "cached"]
+
+AUTH_CACHE_TTL_S = 60
+# Over the function's own timeout_ms: cold start of Python + the Deno worker, DB connect, span flush.
+TIMEOUT_HEADROOM_S = 10
+LAMBDA_MAX_TIMEOUT_S = 900
+HTTP_INTEGRATION_MAX_S = 29  # API Gateway HTTP APIs: 50 ms .. 29 s (CDK checks it)
+# The Deno worker is capped at memory_mb of V8 heap; Python, the engine and Deno's own baseline need the rest.
+MEMORY_OVERHEAD_MB = 384
+MIN_MEMORY_MB = 512
+MAX_MEMORY_MB = 10_240
+# The queue consumer runs a batch's records one after another, so its timeout covers the whole batch.
+QUEUE_BATCH_SIZE = 5
+QUEUE_MAX_CONCURRENCY = 10
+VISIBILITY_FACTOR = 6  # AWS: visibility timeout >= 6 x the consuming function's timeout
+SQS_MAX_VISIBILITY_S = 43_200
+SPANS_SHARDS = 8
+STAGE_RATE_LIMIT = 500  # requests per second across the API (stage default)
+STAGE_BURST_LIMIT = 1_000
+RESERVED_PREFIX = "/_flux"
+CREDENTIAL_HEADERS = {"api_key": "x-api-key", "jwt": "Authorization"}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlan:
+    fifo: bool
+    max_receive_count: int
+    visibility_timeout_s: int
+    batch_size: int
+    max_concurrency: int
+    consumer_timeout_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionPlan:
+    name: str
+    method: str
+    route: str
+    auth: str
+    rate_limited: bool
+    authorizer: AuthorizerKind
+    timeout_s: int
+    memory_mb: int
+    integration_timeout_s: int
+    queue: QueuePlan | None
+
+    @property
+    def route_key(self) -> str:
+        return f"{self.method} {self.route}"
+
+
+@dataclass(frozen=True, slots=True)
+class DatabasePlan:
+    mode: Literal["none", "provision", "secret_arn", "url"]
+    secret_arn: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StackPlan:
+    project: str
+    stage: str
+    functions: tuple[FunctionPlan, ...]
+    database: DatabasePlan
+    cors_origins: tuple[str, ...]
+    cors_headers: tuple[str, ...]
+    cors_max_age_s: int
+    retention_days: int
+    slow_query_ms: int
+    n_plus_one_threshold: int
+    jwt_secret_name: str | None
+
+    @property
+    def stack_name(self) -> str:
+        return stack_name(self.project, self.stage)
+
+    @property
+    def secrets_prefix(self) -> str:
+        return f"flux/{self.project}/{self.stage}/"
+
+    @property
+    def async_functions(self) -> tuple[FunctionPlan, ...]:
+        return tuple(f for f in self.functions if f.queue is not None)
+
+    @property
+    def retain_data(self) -> bool:
+        """Production keeps its tables and database when the stack is deleted; other stages clean up."""
+        return self.stage == "prod"
+
+    def warnings(self) -> list[str]:
+        notes = []
+        for fn in self.functions:
+            if fn.queue is None and fn.timeout_s - TIMEOUT_HEADROOM_S >= HTTP_INTEGRATION_MAX_S:
+                notes.append(f"{fn.name}: timeout_ms is over API Gateway's {HTTP_INTEGRATION_MAX_S} s limit; "
+                             f"HTTP callers get 503 after {HTTP_INTEGRATION_MAX_S} s (make it async for long work)")
+        if self.database.mode == "none":
+            notes.append("no database in flux.json (database.provision, secret_arn or url): ctx.db is unavailable")
+        return notes
+
+
+def stack_name(project: str, stage: str) -> str:
+    return f"flux-{project}-{stage}"
+
+
+def _lambda_timeout_s(timeout_ms: int) -> int:
+    return min(LAMBDA_MAX_TIMEOUT_S, math.ceil(timeout_ms / 1000) + TIMEOUT_HEADROOM_S)
+
+
+def _lambda_memory_mb(memory_mb: int) -> int:
+    wanted = max(MIN_MEMORY_MB, memory_mb + MEMORY_OVERHEAD_MB)
+    return min(MAX_MEMORY_MB, math.ceil(wanted / 64) * 64)
+
+
+def queue_plan(spec: FunctionSpec) -> QueuePlan:
+    per_job_s = math.ceil(spec.config.timeout_ms / 1000)
+    batch = max(1, min(QUEUE_BATCH_SIZE, (LAMBDA_MAX_TIMEOUT_S - TIMEOUT_HEADROOM_S) // per_job_s))
+    consumer_timeout = min(LAMBDA_MAX_TIMEOUT_S, batch * per_job_s + TIMEOUT_HEADROOM_S)
+    return QueuePlan(
+        fifo=spec.config.ordering is not None,
+        max_receive_count=spec.config.retry.max_attempts,
+        visibility_timeout_s=min(SQS_MAX_VISIBILITY_S, VISIBILITY_FACTOR * consumer_timeout),
+        batch_size=batch,
+        max_concurrency=QUEUE_MAX_CONCURRENCY,
+        consumer_timeout_s=consumer_timeout,
+    )
+
+
+def authorizer_kind(spec: FunctionSpec) -> AuthorizerKind:
+    if spec.rate_limit is not None:
+        return "metered"
+    if spec.auth != "none":
+        return "cached"
+    return "none"
+
+
+def function_plan(spec: FunctionSpec) -> FunctionPlan:
+    timeout_s = _lambda_timeout_s(spec.config.timeout_ms)
+    return FunctionPlan(
+        name=spec.name, method=spec.method, route=spec.route, auth=spec.auth,
+        rate_limited=spec.rate_limit is not None, authorizer=authorizer_kind(spec),
+        timeout_s=timeout_s, memory_mb=_lambda_memory_mb(spec.config.memory_mb),
+        integration_timeout_s=min(HTTP_INTEGRATION_MAX_S, timeout_s),
+        queue=queue_plan(spec) if spec.is_async else None,
+    )
+
+
+def database_plan(project: Project) -> DatabasePlan:
+    database = project.config.database
+    if database.provision:
+        return DatabasePlan("provision")
+    if database.secret_arn:
+        return DatabasePlan("secret_arn", database.secret_arn)
+    if database.url:
+        return DatabasePlan("url")
+    return DatabasePlan("none")
+
+
+def plan_stack(project: Project, stage: str) -> StackPlan:
+    """The plan for ``project`` at ``stage``; :class:`InfraError` for what no deployment could satisfy."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,19}", stage or ""):
+        raise InfraError(f"stage {stage!r}: use letters, digits and '-', starting with a letter (at most 20)")
+    reserved = [s.name for s in project.functions.values() if s.route == RESERVED_PREFIX
+                or s.route.startswith(RESERVED_PREFIX + "/")]
+    if reserved:
+        raise InfraError(f"routes under {RESERVED_PREFIX} belong to the observability API; "
+                         f"move function(s) {', '.join(sorted(reserved))}")
+    config = project.config
+    jwt = config.auth.jwt
+    return StackPlan(
+        project=config.name, stage=stage,
+        functions=tuple(function_plan(spec) for spec in sorted(project.functions.values(), key=lambda s: s.name)),
+        database=database_plan(project),
+        cors_origins=tuple(config.cors.origins), cors_headers=tuple(config.cors.headers),
+        cors_max_age_s=config.cors.max_age,
+        retention_days=config.observability.retention_days,
+        slow_query_ms=config.observability.slow_query_ms,
+        n_plus_one_threshold=config.observability.n_plus_one_threshold,
+        jwt_secret_name=jwt.secret_name if jwt is not None else None,
+    )

@@ -1,0 +1,1 @@
+"""The deno Lambda layer builder (see build.py)."""

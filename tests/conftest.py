@@ -1,0 +1,76 @@
+"""Shared Postgres for integration and e2e tests: one embedded server per test session, a fresh database per module.
+
+``pg_server_dsn`` (session) is the server's maintenance database; ``pg_dsn`` (module)
+is a database created for the requesting test module and dropped after it, so modules
+never see each other's tables. Set ``FLUX_TEST_DATABASE_URL`` to use an existing server
+instead of starting one (the per-module databases are still created on it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from functions.engine.embedded_pg import EmbeddedPostgres
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    external = os.environ.get("FLUX_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    # Not under pytest's tmp_path: pytest keeps that tree private (0700) and re-tightens it when another
+    # xdist worker starts, which would lock out the server's own (non-root) user mid-session.
+    base = Path(tempfile.mkdtemp(prefix="flux-pg-test-"))
+    server = EmbeddedPostgres(base / "data", durable=False)
+    dsn = server.start()
+    try:
+        yield dsn
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(pg_server_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:50]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(pg_server_dsn, name)
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def with_database(dsn: str, database: str) -> str:
+    """The same server DSN pointing at another database (URL or key=value form)."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+    return psycopg.conninfo.make_conninfo(dsn, dbname=database)
+
+
+@pytest.fixture
+def fresh_database_url(pg_server_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A database of its own for one test (e2e projects point DATABASE_URL at it)."""
+    name = "e_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
+    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield with_database(pg_server_dsn, name)
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

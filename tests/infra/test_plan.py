@@ -1,0 +1,88 @@
+"""The deployment plan (pure): authorizer placement, Lambda sizing, queue settings, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from functions.shared.manifest import load_project
+from infra.errors import InfraError
+from infra.plan import (
+    AUTH_CACHE_TTL_S,
+    HTTP_INTEGRATION_MAX_S,
+    LAMBDA_MAX_TIMEOUT_S,
+    VISIBILITY_FACTOR,
+    plan_stack,
+)
+from tests.infra.conftest import FULL_PROJECT, write_project
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory: pytest.TempPathFactory):
+    return plan_stack(load_project(write_project(tmp_path_factory.mktemp("plan") / "p", FULL_PROJECT)), "dev")
+
+
+def by_name(plan, name):
+    return next(f for f in plan.functions if f.name == name)
+
+
+def test_authorizer_kind_follows_auth_and_rate_limit(plan) -> None:
+    assert by_name(plan, "hello").authorizer == "none"  # public, no rate limit
+    assert by_name(plan, "create_order").authorizer == "metered"  # rate limited: every request counted
+    assert by_name(plan, "get_order").authorizer == "cached"  # authenticated, no rate limit
+    assert by_name(plan, "orders_report_daily").authorizer == "cached"
+    assert AUTH_CACHE_TTL_S > 0
+
+
+def test_project_rate_limit_meters_every_route(tmp_path: Path) -> None:
+    spec = {"flux.json": {"name": "p", "rate_limit": {"requests": 5, "per_seconds": 1}},
+            "functions": {"a": {}, "b": {"auth": "api_key"}}}
+    plan = plan_stack(load_project(write_project(tmp_path / "p", spec)), "dev")
+    assert {f.authorizer for f in plan.functions} == {"metered"}
+
+
+def test_lambda_timeout_and_memory_leave_headroom(plan) -> None:
+    report = by_name(plan, "orders_report_daily")  # timeout_ms 25000
+    assert report.timeout_s > 25
+    assert report.integration_timeout_s == HTTP_INTEGRATION_MAX_S
+    invoice = by_name(plan, "send_invoice")  # memory_mb 512
+    assert invoice.memory_mb > 512 and invoice.memory_mb % 64 == 0
+
+
+def test_queue_settings(plan) -> None:
+    invoice = by_name(plan, "send_invoice").queue
+    assert invoice is not None and not invoice.fifo
+    assert invoice.max_receive_count == 5
+    assert invoice.visibility_timeout_s >= VISIBILITY_FACTOR * invoice.consumer_timeout_s
+    assert invoice.consumer_timeout_s >= invoice.batch_size * 20  # the batch runs its records one by one
+    webhook = by_name(plan, "flaky_webhook").queue
+    assert webhook is not None and webhook.fifo and webhook.max_receive_count == 2
+    assert by_name(plan, "hello").queue is None
+
+
+def test_a_very_long_job_gets_a_batch_of_one_within_lambda_limits(tmp_path: Path) -> None:
+    spec = {"flux.json": {"name": "p"}, "functions": {"slow": {"async": True, "timeout_ms": 800_000}}}
+    queue = plan_stack(load_project(write_project(tmp_path / "p", spec)), "dev").functions[0].queue
+    assert queue.batch_size == 1
+    assert queue.consumer_timeout_s <= LAMBDA_MAX_TIMEOUT_S
+    assert queue.visibility_timeout_s >= VISIBILITY_FACTOR * queue.consumer_timeout_s
+
+
+def test_refusals(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path / "ok", {"flux.json": {"name": "p"}, "functions": {"a": {}}}))
+    for stage in ("", "1dev", "dev_1", "x" * 21):
+        with pytest.raises(InfraError):
+            plan_stack(project, stage)
+    reserved = load_project(write_project(tmp_path / "r", {"flux.json": {"name": "p"},
+                                                           "functions": {"a": {"route": "/_flux/x"}}}))
+    with pytest.raises(InfraError, match="_flux"):
+        plan_stack(reserved, "dev")
+
+
+def test_warnings_name_long_sync_functions_and_a_missing_database(plan, tmp_path: Path) -> None:
+    assert plan.warnings() == []
+    spec = {"flux.json": {"name": "p"}, "functions": {"long": {"timeout_ms": 60_000}}}
+    notes = plan_stack(load_project(write_project(tmp_path / "p", spec)), "dev").warnings()
+    assert any("long" in n and "async" in n for n in notes)
+    assert any("no database" in n for n in notes)
