@@ -12,18 +12,16 @@ API and dashboard.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from functions.gateway.routing import RouteTable
 from functions.runtime.http import HttpPipeline
 from functions.shared.apigw import HttpRequest, HttpResponse, build_event, to_http_response
+from functions.shared.asgi import ASGIApp as AsgiApp
+from functions.shared.asgi import Receive, Scope, Send, read_request, send_response, serve_lifespan
 from functions.shared.manifest import Project
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Authorize = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -42,7 +40,7 @@ class LocalGateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await serve_lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -50,9 +48,12 @@ class LocalGateway:
         if self.flux_app is not None and (path == "/_flux" or path.startswith("/_flux/")):
             await self.flux_app(scope, receive, send)
             return
-        request = await self._read_request(scope, receive)
+        # At most one byte past the limit is read: enough for the pipeline to answer 413.
+        request = await read_request(scope, receive, max_body_bytes=self.project.config.limits.max_body_bytes)
+        if request is None:
+            return
         response = await self.handle(request)
-        await _send_response(send, response)
+        await send_response(send, response, head=request.method == "HEAD")
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """One request through the local gateway (also the in-process test client's entry)."""
@@ -81,43 +82,3 @@ class LocalGateway:
 
             response.headers.extend(cors_headers(origin, cors).items())
         return response
-
-    async def _read_request(self, scope: Scope, receive: Receive) -> HttpRequest:
-        # Read at most one byte past the limit: enough for the pipeline to answer 413.
-        limit = self.project.config.limits.max_body_bytes + 1
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more and size < limit:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                break
-            chunk = message.get("body", b"")
-            chunks.append(chunk)
-            size += len(chunk)
-            more = message.get("more_body", False)
-        body = b"".join(chunks)[:limit]
-        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or [])
-        client = scope.get("client") or ("127.0.0.1", 0)
-        return HttpRequest(
-            method=scope["method"], path=scope.get("path") or "/",
-            raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-            headers=headers, body=body, source_ip=client[0],
-        )
-
-
-async def _send_response(send: Send, response: HttpResponse) -> None:
-    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]
-    headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return

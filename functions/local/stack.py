@@ -96,7 +96,25 @@ class LocalStack:
     async def start(self) -> None:
         if self.use_database:
             await self._open_database()
+        self.gateway.flux_app = self._observability_app()
         await self.runtime.start()
+
+    def _observability_app(self) -> Any:
+        """The API and dashboard under /_flux/, over this project's span store and database."""
+        from functions.observability.api import ObservabilityApi
+        from functions.observability.asgi import asgi_app
+        from functions.observability.suggestions import recent_db_spans
+
+        settings = self.project.config.observability
+        advice = None
+        if self.database is not None:
+            from functions.engine.advice import PostgresAdvice
+
+            advice = PostgresAdvice(self.database.dsn, slow_query_ms=settings.slow_query_ms,
+                                    n_plus_one_threshold=settings.n_plus_one_threshold,
+                                    recent_spans=lambda: recent_db_spans(self.store))
+        self.observability = ObservabilityApi(self.store, settings=settings, advice=advice)
+        return asgi_app(self.observability)
 
     async def _open_database(self) -> None:
         """Find (or start) Postgres, apply pending migrations, open the in-process Data Engine."""

@@ -9,17 +9,12 @@ loop free for the dashboard's parallel requests and ``flux tail`` polling.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from functions.shared.apigw import HttpRequest, HttpResponse, build_event, to_http_response
+from functions.shared.apigw import build_event, to_http_response
+from functions.shared.asgi import ASGIApp, Receive, Scope, Send, read_request, send_response, serve_lifespan
 from functions.shared.errors import PayloadTooLarge, error_response
 from functions.shared.ids import new_trace_id
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 1_048_576
 
@@ -33,44 +28,19 @@ def asgi_app(api: EventHandler) -> ASGIApp:
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            if len(body) > MAX_BODY_BYTES:
-                await _send(send, to_http_response(error_response(
-                    PayloadTooLarge(f"request body over {MAX_BODY_BYTES} bytes"), new_trace_id())), scope)
-                return
-            if not message.get("more_body"):
-                break
-        client = scope.get("client") or ("127.0.0.1", 0)
-        request = HttpRequest(
-            method=scope["method"],
-            path=scope["path"],
-            raw_query=scope.get("query_string", b"").decode("latin-1"),
-            headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", [])),
-            body=bytes(body),
-            source_ip=client[0],
-        )
-        event = build_event(request, route_key="$default")
-        result = await asyncio.to_thread(api.handle, event)
-        await _send(send, to_http_response(result), scope)
+        request = await read_request(scope, receive, max_body_bytes=MAX_BODY_BYTES)
+        if request is None:
+            return
+        head = scope["method"] == "HEAD"
+        if len(request.body) > MAX_BODY_BYTES:
+            too_large = PayloadTooLarge(f"request body over {MAX_BODY_BYTES} bytes")
+            await send_response(send, to_http_response(error_response(too_large, new_trace_id())), head=head)
+            return
+        result = await asyncio.to_thread(api.handle, build_event(request, route_key="$default"))
+        await send_response(send, to_http_response(result), head=head)
 
     return app
-
-
-async def _send(send: Send, response: HttpResponse, scope: Scope) -> None:
-    await send({"type": "http.response.start", "status": response.status,
-                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers]})
-    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else response.body})

@@ -83,7 +83,11 @@ class JobQueue(ABC):
     def receive(self, *, max_messages: int = 10, visibility_timeout_s: float = 30,
                 functions: Sequence[str] | None = None) -> list[ReceivedJob]:
         """Deliver up to ``max_messages`` visible messages and hide them for ``visibility_timeout_s``.
-        While a message of a FIFO group is in flight, later messages of that group are not delivered."""
+
+        FIFO groups: while a message of a group is in flight (or waiting for its retry), later
+        messages of that group are not delivered. One receive may return several messages of a
+        group, in order (SQS does; SQLite returns only the group's oldest), so a caller must
+        handle one group's messages one after another."""
 
     @abstractmethod
     def ack(self, job: ReceivedJob) -> None:
