@@ -29,7 +29,7 @@ from functions.observability.why import explain_failure
 app = typer.Typer(help="Traces, live requests, logs and failure analysis.", no_args_is_help=True)
 
 ApiUrl = Annotated[str | None, typer.Option("--api-url", help="API base URL (overrides FLUX_API_URL and login).")]
-ProjectDir = Annotated[Path | None, typer.Option("--project-dir", help="Project directory (default: current).",
+ProjectDir = Annotated[Path | None, typer.Option("--project-dir", "-C", help="Project directory (default: current).",
                                                  file_okay=False)]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of the human view.")]
 

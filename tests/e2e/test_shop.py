@@ -1,0 +1,180 @@
+"""examples/shop under `flux dev` with its own embedded Postgres, driven over HTTP and through the CLI.
+
+One server for the module (starting Postgres and migrating is the slow part). The project is a copy in
+/tmp (not pytest's tmp_path: its 0700 tree would lock out the embedded server's own user).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.e2e.conftest import REPO, DevServer, flux
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def shop() -> Iterator[DevServer]:
+    base = Path(tempfile.mkdtemp(prefix="flux-shop-e2e-"))
+    root = base / "shop"
+    shutil.copytree(REPO / "examples" / "shop", root, ignore=shutil.ignore_patterns(".flux"))
+    config = json.loads((root / "flux.json").read_text())
+    # Low enough that a filter over 50,000 rows without an index counts as slow on any machine.
+    config["observability"]["slow_query_ms"] = 2
+    (root / "flux.json").write_text(json.dumps(config))
+    server = DevServer(root, env={"DATABASE_URL": ""})
+    try:
+        yield server
+    finally:
+        code = server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+    assert code == 0
+
+
+def trace(server: DevServer, request_id: str, *, wait_for: int = 1) -> dict:
+    deadline = time.monotonic() + 10
+    while True:
+        response = server.client.get(f"/_flux/api/traces/{request_id}")
+        if response.status_code == 200 and len(response.json()["spans"]) >= wait_for:
+            return response.json()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"trace {request_id} not complete: {response.text[:500]}")
+        time.sleep(0.1)
+
+
+def dsn_of(server: DevServer) -> str:
+    from functions.engine.locate import locate_database
+
+    return locate_database(server.project, env={}).dsn
+
+
+def test_embedded_postgres_migrations_and_crud(shop):
+    assert "database: embedded" in shop.output()
+    assert "001_catalog.sql" in shop.output()
+    created = shop.client.post("/orders", json={"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
+    assert created.status_code == 200, created.text
+    order_id = created.json()["order"]["id"] if "order" in created.json() else created.json()["id"]
+    fetched = shop.client.get(f"/orders/{order_id}")
+    assert fetched.status_code == 200
+    assert fetched.json()["items"][0]["quantity"] == 2
+    assert shop.client.get("/orders/99999999").status_code == 404
+    bad = shop.client.post("/orders", json={"user_id": 1, "items": []})
+    assert bad.status_code == 400 and bad.json()["error"] == "validation_failed"
+    listed = shop.client.get("/orders", params={"status": "paid", "limit": "5"})
+    assert listed.status_code == 200
+    assert all(o["status"] == "paid" for o in listed.json()["orders"])
+    spans = trace(shop, created.headers["x-request-id"], wait_for=4)["spans"]
+    db = [s for s in spans if s["kind"] == "db"]
+    assert {s["attrs"]["operation"] for s in db} >= {"select", "insert"}
+    users = [s for s in db if s["attrs"]["table"] == "users"]
+    assert users and all("?" in s["attrs"]["sql_shape"] for s in users)
+    assert all(s["attrs"]["cache"] in ("HIT", "MISS", "BYPASS") for s in db)
+
+
+def test_n_plus_one_sequential_and_concurrent_but_not_batched(shop):
+    reports = {}
+    for name in ("slow", "concurrent", "batched"):
+        response = shop.client.get(f"/reports/orders-{name}")
+        assert response.status_code == 200, response.text
+        reports[name] = response
+    assert reports["slow"].json() == reports["batched"].json() == reports["concurrent"].json()
+    slow = trace(shop, reports["slow"].headers["x-request-id"], wait_for=5)
+    concurrent = trace(shop, reports["concurrent"].headers["x-request-id"], wait_for=5)
+    batched = trace(shop, reports["batched"].headers["x-request-id"], wait_for=3)
+    assert slow["n1_warnings"] and slow["n1_warnings"][0]["table"] == "order_items"
+    assert slow["n1_warnings"][0]["concurrent"] is False
+    assert concurrent["n1_warnings"] and concurrent["n1_warnings"][0]["concurrent"] is True
+    assert batched["n1_warnings"] == []
+
+
+def test_index_suggestion_is_verified_and_disappears_after_its_ddl(shop):
+    dsn = dsn_of(shop)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute((REPO / "examples" / "shop" / "seed" / "orders_50k.sql").read_text())
+        assert conn.execute("SELECT count(*) FROM orders").fetchone()[0] >= 50_000
+    response = shop.client.get("/orders", params={"customer_email": "nobody-in-particular@example.com"})
+    assert response.status_code == 200
+    result = trace(shop, response.headers["x-request-id"], wait_for=3)
+    suggestions = [s for s in result["suggested_indexes"] if "customer_email" in s["columns"]]
+    assert suggestions, result["suggested_indexes"]
+    suggestion = suggestions[0]
+    assert suggestion["table"] == "orders"
+    assert suggestion["est_cost_after"] < suggestion["est_cost_before"]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(suggestion["ddl"])
+    again = shop.client.get("/orders", params={"customer_email": "nobody-in-particular@example.com"})
+    result = trace(shop, again.headers["x-request-id"], wait_for=3)
+    assert not [s for s in result["suggested_indexes"] if "customer_email" in s["columns"]]
+
+
+def test_api_key_route_with_flux_keys_create(shop):
+    assert shop.client.get("/me").status_code == 401
+    created = flux("keys", "create", "--name", "e2e", "-C", str(shop.project))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1].strip()
+    response = shop.client.get("/me", headers={"x-api-key": key})
+    assert response.status_code == 200
+    assert response.json()["auth"]["key_name"] == "e2e"
+    gateway = next(s for s in trace(shop, response.headers["x-request-id"], wait_for=2)["spans"]
+                   if s["kind"] == "gateway")
+    assert gateway["attrs"]["auth.key_name"] == "e2e"
+
+
+def test_cli_trace_tail_logs_and_why(shop):
+    hello = shop.client.post("/hello", json={"name": "Trace"})
+    request_id = hello.headers["x-request-id"]
+    trace(shop, request_id, wait_for=2)
+    shown = flux("trace", request_id, "-C", str(shop.project))
+    assert shown.returncode == 0, shown.stderr
+    assert "POST /hello" in shown.stdout and "hello" in shown.stdout
+    as_json = json.loads(flux("trace", request_id, "--json", "-C", str(shop.project)).stdout)
+    assert {s["kind"] for s in as_json["spans"]} == {"gateway", "function"}
+    logs = flux("logs", "--request-id", request_id, "--json", "-C", str(shop.project))
+    assert any(json.loads(line)["message"] == "saying hello" for line in logs.stdout.splitlines() if line.strip()) \
+        or "saying hello" in logs.stdout
+    tail = flux("tail", "--count", "1", "--json", "-C", str(shop.project), timeout=60)
+    assert tail.returncode == 0, tail.stderr
+    failing = shop.client.get("/orders/not-a-number")
+    assert failing.status_code == 400
+    crashed = shop.client.post("/orders", json={"user_id": 1, "items": [{"product_id": 999999, "quantity": 1}]})
+    assert crashed.status_code == 404
+    why = flux("why", crashed.headers["x-request-id"], "-C", str(shop.project))
+    assert why.returncode == 0, why.stderr
+    assert "functions/create_order/index.ts" in why.stdout
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian chromium (make test installs it)")
+def test_dashboard_lists_requests_and_renders_a_waterfall(shop):
+    from playwright.sync_api import sync_playwright
+
+    response = shop.client.get("/reports/orders-slow")
+    request_id = response.headers["x-request-id"]
+    trace(shop, request_id, wait_for=5)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(shop.url + "/_flux/")
+        page.locator(f"#traces tbody tr[data-trace-id='{request_id}']").wait_for(timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "shop-traces.png"), full_page=True)
+        page.locator(f"#traces tbody tr[data-trace-id='{request_id}']").click()
+        page.locator("#waterfall .wf-row[data-kind='db']").first.wait_for(timeout=10_000)
+        assert page.locator("#waterfall .wf-row[data-kind='db']").count() >= 21
+        assert page.locator("#waterfall .wf-row .tag.n1").count() >= 20
+        page.screenshot(path=str(ARTIFACTS / "shop-trace.png"), full_page=True)
+        browser.close()
+    assert errors == []
