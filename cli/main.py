@@ -7,7 +7,7 @@ import os
 
 import typer
 
-from cli.commands import db, deploy, keys, local, observe, secrets
+from cli.commands import db, deploy, keys, local, observe, queue, secrets
 
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
@@ -19,6 +19,7 @@ app.command()(local.invoke)
 app.add_typer(secrets.app, name="secrets")
 app.add_typer(keys.app, name="keys")
 app.add_typer(db.app, name="db")
+app.add_typer(queue.app, name="queue")
 for command in (observe.trace, observe.tail, observe.logs, observe.why, observe.login):
     app.command()(command)
 app.command("synth")(deploy.synth_cmd)

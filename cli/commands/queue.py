@@ -28,8 +28,11 @@ app.add_typer(dlq_app, name="dlq")
 ProjectDir = Annotated[Path, typer.Option("--project-dir", "-C", help="The Flux project (default: here).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
-_out = Console()
-_err = Console(stderr=True)
+
+
+def _out() -> Console:
+    """Built per call so the terminal width (and COLUMNS) of this run is used."""
+    return Console()
 
 
 def queue_path(project_dir: Path) -> Path:
@@ -46,7 +49,7 @@ def _open(project_dir: Path, *, must_exist: bool) -> SqliteJobQueue | None:
 
 
 def _fail(message: str) -> None:
-    _err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/red] {message}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 
@@ -83,12 +86,12 @@ def stats(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False) -> Non
         typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
-        _out.print("no async functions and no jobs yet")
+        _out().print("no async functions and no jobs yet")
         return
     table = Table("function", "pending", "in flight", "done", "failed", "dlq")
     for name, row in rows.items():
         table.add_row(name, *(str(row[k]) for k in ("pending", "in_flight", "done", "failed", "dlq")))
-    _out.print(table)
+    _out().print(table)
 
 
 @dlq_app.command("list")
@@ -106,12 +109,17 @@ def dlq_list(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False,
         typer.echo(json.dumps([_entry_dict(e) for e in entries], indent=2, ensure_ascii=False))
         return
     if not entries:
-        _out.print("the dead-letter queue is empty")
+        _out().print("the dead-letter queue is empty")
         return
-    table = Table("id", "function", "attempts", "last error", "trace id")
+    # One block per job rather than a table: the two 32-character ids must never be wrapped or
+    # cut (they are pasted into `dlq replay` and `flux trace`), and the error gets a whole line.
+    console = _out()
     for entry in entries:
-        table.add_row(entry.id, entry.function, str(entry.attempts), entry.last_error, entry.trace_id)
-    _out.print(table)
+        console.print(f"[bold]{entry.id}[/bold]  {entry.function}  attempts {entry.attempts}  trace {entry.trace_id}",
+                      highlight=False, soft_wrap=True)
+        console.print(f"    {entry.last_error or '(no error recorded)'}", highlight=False, markup=False)
+    console.print(f"{len(entries)} job(s) in the dead-letter queue; `flux queue dlq replay <id>` runs one again",
+                  highlight=False)
 
 
 @dlq_app.command("replay")
@@ -130,5 +138,5 @@ def dlq_replay(job_id: Annotated[str, typer.Argument(help="The id shown by `flux
     if as_json:
         typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
-    _out.print(f"replayed {job_id} as job {fresh.job_id} of {fresh.function} in trace {fresh.trace_id}",
+    _out().print(f"replayed {job_id} as job {fresh.job_id} of {fresh.function} in trace {fresh.trace_id}",
                highlight=False)

@@ -80,13 +80,26 @@ class LocalStack:
         self.runtime = Runtime(self.project, sink=self.sink, services=self.services,
                                options=RuntimeOptions(state_dir=self.paths.root, min_warm=min_warm,
                                                       max_workers=max_workers))
-        self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request)
+        self.queue, self.dispatcher = self._queue(self.project)
+        self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request,
+                                     enqueue=self.services.queue)
         self.gateway = LocalGateway(self.project, self.pipeline, authorize=self._authorizer(self.project))
         self.use_database = use_database
         self.database_url = database_url
         self.database: DatabaseLocation | None = None
         self.engine: DataEngine | None = None
         self.out = out or (lambda _line: None)
+
+    def _queue(self, project: Project) -> tuple[Any, Any]:
+        """The durable SQLite queue, its dispatcher (running jobs through this runtime) and the enqueue service."""
+        from functions.queue_consumer.local_dispatcher import LocalDispatcher
+        from functions.queue_consumer.service import EnqueueService
+        from functions.queue_consumer.sqlite_queue import SqliteJobQueue
+
+        queue = SqliteJobQueue(self.paths.queue, max_attempts=_max_attempts(project))
+        dispatcher = LocalDispatcher(queue, self.runtime, project, self.sink)
+        self.services.queue = EnqueueService(queue, project, on_enqueued=dispatcher.wake)
+        return queue, dispatcher
 
     def _authorizer(self, project: Project) -> Callable[[dict[str, Any]], dict[str, Any]]:
         from functions.gateway.local import build_local_authorizer
@@ -98,6 +111,8 @@ class LocalStack:
             await self._open_database()
         self.gateway.flux_app = self._observability_app()
         await self.runtime.start()
+        # After workers and the database are up: runs jobs a previous, killed `flux dev` left behind.
+        await self.dispatcher.start()
 
     def _observability_app(self) -> Any:
         """The API and dashboard under /_flux/, over this project's span store and database."""
@@ -154,10 +169,16 @@ class LocalStack:
         self.project = project
         self.gateway.set_project(project)
         self.gateway.authorize = authorize
+        self.queue.set_max_attempts(_max_attempts(project))
+        self.dispatcher.update_project(project)
+        self.services.queue.project = project  # type: ignore[union-attr]
         await self.runtime.reload(project)
         return project
 
     async def stop(self) -> None:
+        # Jobs still running get a grace period, the rest go back to the queue for the next start.
+        await self.dispatcher.stop(grace_s=10)
+        self.queue.close()
         await self.runtime.close()
         if self.engine is not None:
             await self.engine.close()
@@ -179,3 +200,7 @@ def _describe_dsn(dsn: str) -> str:
     except Exception:  # noqa: BLE001 - only for display
         return "configured"
     return f"{parts.get('host', 'localhost')}:{parts.get('port', 5432)}/{parts.get('dbname', '')}"
+
+
+def _max_attempts(project: Project) -> dict[str, int]:
+    return {name: spec.config.retry.max_attempts for name, spec in project.functions.items()}

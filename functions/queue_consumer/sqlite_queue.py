@@ -109,11 +109,12 @@ class SqliteJobQueue(JobQueue):
     """Durable local queue. ``max_attempts``: per function (mapping or callable) or one number."""
 
     def __init__(self, path: str | Path, *, max_attempts: MaxAttempts = 3,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._max_attempts = _max_attempts_fn(max_attempts)
         self._clock = clock
+        self._busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._conn_lock = threading.Lock()
@@ -138,7 +139,8 @@ class SqliteJobQueue(JobQueue):
         if conn is None:
             if self._closed:
                 raise QueueUnavailable(f"local queue {self.path} is closed")
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
+                                   check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
@@ -151,21 +153,24 @@ class SqliteJobQueue(JobQueue):
     def _use(self) -> Iterator[sqlite3.Connection]:
         """This thread's connection, held so that :meth:`close` waits for the statement in progress
         (closing a connection under a running statement crashes the interpreter)."""
-        conn = self._connect()
+        try:
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            raise QueueUnavailable(f"local queue {self.path} cannot be opened: {exc}") from exc
         with self._local.lock:
             if self._closed:
                 raise QueueUnavailable(f"local queue {self.path} is closed")
-            yield conn
+            try:
+                yield conn
+            except sqlite3.Error as exc:  # locked past the busy timeout, disk full, corrupt file ...
+                raise QueueUnavailable(f"local queue {self.path}: {exc}") from exc
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front so that two
         receivers can never both read a message as visible and both deliver it."""
         with self._use() as conn:
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise QueueUnavailable(f"local queue {self.path} is not usable: {exc}") from exc
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:

@@ -10,6 +10,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from functions.queue_consumer.errors import QueueUnavailable
 from functions.queue_consumer.message import JobMessage
 from functions.queue_consumer.sqlite_queue import SqliteJobQueue
 
@@ -93,3 +96,17 @@ def test_prune_removes_old_done_rows_but_keeps_the_counters(tmp_path: Path,
     assert queue.prune(7 * 86_400) == 1
     stats = queue.stats()["jobs"]
     assert (stats.done, stats.pending) == (1, 1)  # the in-flight one's lease expired long ago
+
+
+def test_a_locked_file_is_a_queue_unavailable_error(tmp_path: Path, message: Callable[..., JobMessage]) -> None:
+    queue = SqliteJobQueue(tmp_path / "queue.db", busy_timeout_s=0.05)
+    blocker = sqlite3.connect(queue.path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(QueueUnavailable):
+            queue.send(message())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    queue.send(message())  # usable again once the lock is gone
+    assert queue.stats()["jobs"].pending == 1

@@ -7,6 +7,9 @@ messages into a Lambda SQS event, exactly as the mapping does.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ import pytest
 from moto import mock_aws
 from queue_support import make_sqs_queue, write_project
 
+import functions.runtime
 from functions.queue_consumer import handler as lambda_entry
 from functions.queue_consumer.consumer import BatchConsumer
 from functions.queue_consumer.runner import JobRunner
@@ -134,3 +138,28 @@ def test_fifo_batch_stops_the_group_and_the_group_resumes_in_order(aws: Any) -> 
     assert [next(i for i in ids if i in r["body"]) for r in again["Records"]] == [ids[0], ids[1]]
     assert lambda_entry.handler(again, None) == {"batchItemFailures": []}
     assert [c["key"] for c in invoker.calls] == ["a1", "b1", "a1", "a2"]
+
+
+def test_the_default_wiring_takes_the_runtime_and_the_environment(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    queue, project, invoker, sink = aws
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def get_loop() -> asyncio.AbstractEventLoop:
+        if not loops:
+            loops.append(asyncio.new_event_loop())
+        return loops[0]
+
+    fake = types.SimpleNamespace(get_invoker=lambda: invoker, get_sink=lambda: sink, get_project=lambda: project,
+                                 get_loop=get_loop)
+    monkeypatch.setitem(sys.modules, "functions.runtime.lambda_runtime", fake)
+    monkeypatch.setattr(functions.runtime, "lambda_runtime", fake, raising=False)
+    monkeypatch.setenv("FLUX_QUEUE_URLS", json.dumps(queue.queue_urls))
+    monkeypatch.setenv("FLUX_DLQ_URLS", json.dumps(queue.dlq_urls))
+    monkeypatch.setenv("FLUX_JOBS_TABLE", "flux-jobs")
+    lambda_entry.configure(lambda_entry.default_dependencies)
+    job_id = push(queue, project, "jobs", {"key": "wired"}, sink)
+    assert lambda_entry.handler(poll(queue, "jobs"), None) == {"batchItemFailures": []}
+    assert invoker.calls == [{"key": "wired"}]
+    assert queue.is_done(job_id)  # the handler's own SqsJobQueue wrote to the same job table
+    assert loops and not loops[0].is_closed()
+    loops[0].close()

@@ -45,6 +45,9 @@ export default async function handler(input: { user_id: number; items: Line[] },
     throw err;
   }
 
-  ctx.log.info("order created", { orderId: order.id, total: order.total });
-  return { ...order, items: lines };
+  // The invoice is sent in the background: the response does not wait for it, and the job
+  // appears in this request's trace under its async branch.
+  const { job_id } = await ctx.queue.push("send_invoice", { orderId: order.id }, { idempotency_key: `invoice-${order.id}` });
+  ctx.log.info("order created", { orderId: order.id, total: order.total, invoiceJob: job_id });
+  return { ...order, items: lines, invoice_job_id: job_id };
 }
