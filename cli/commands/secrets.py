@@ -19,7 +19,6 @@ Stage = Annotated[str | None, typer.Option("--stage", help="AWS stage (Secrets M
 def _store(project_dir: Path, stage: str | None) -> SecretsStore:
     if stage:
         from functions.runtime.aws_secrets import SecretsManagerStore
-
         from functions.shared.manifest import load_project
 
         return SecretsManagerStore.for_stage(load_project(project_dir).config.name, stage)
