@@ -224,7 +224,7 @@ def _open_span(call: CallContext, raw: Any, query: Query | None = None, **attrs:
     else:
         table, operation = _peek(raw, "table"), _peek(raw, "operation")
     return start_span(call.trace_id, call.parent_span_id, "db", f"{operation} {table}", function=call.function,
-                      table=table, operation=operation, **attrs)
+                      table=table, operation=operation, issued_us=call.issued_us, **attrs)
 
 
 def _peek(raw: Any, key: str) -> str:

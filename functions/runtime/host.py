@@ -118,7 +118,8 @@ class Runtime:
         depth = _depth.get()
         if depth >= MAX_INVOKE_DEPTH:
             raise InvocationDepthExceeded(f"ctx.function.invoke nested more than {MAX_INVOKE_DEPTH} deep")
-        span = start_span(call.trace_id, call.parent_span_id, "function", function, function=function,
+        span = start_span(call.trace_id, call.parent_span_id, "function", function, issued_us=call.issued_us,
+                          function=function,
                           **(span_attrs or {}))
         collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, call.sink,
                                                 call.auth), function=function)
@@ -139,7 +140,8 @@ class Runtime:
         try:
             invocation = Invocation(
                 id=worker.next_invocation_id(),
-                on_call=lambda method, params, span_id: self._serve(method, params, span_id, collected),
+                on_call=lambda method, params, span_id, issued: self._serve(method, params, span_id, issued,
+                                                                            collected),
                 on_log=lambda frame: self._log(frame, collected),
                 on_span=lambda frame: self._custom_span(frame, collected),
             )
@@ -196,8 +198,9 @@ class Runtime:
         finished = span.finish(status, **redact(attrs, collected.secrets))
         collected.call.sink.write_spans([finished])
 
-    async def _serve(self, method: str, params: Any, span_id: str, collected: _Collected) -> Any:
-        call = collected.call.child(span_id or collected.call.parent_span_id)
+    async def _serve(self, method: str, params: Any, span_id: str, issued_us: int | None,
+                     collected: _Collected) -> Any:
+        call = collected.call.child(span_id or collected.call.parent_span_id, issued_us=issued_us)
         if method == "db.query":
             return await self._db().query(params, call)
         if method == "db.batch":

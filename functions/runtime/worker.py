@@ -34,7 +34,7 @@ class Invocation:
     """What the host needs while one invocation runs: where calls, logs and spans go."""
 
     id: int
-    on_call: Callable[[str, Any, str], Awaitable[Any]]
+    on_call: Callable[[str, Any, str, int | None], Awaitable[Any]]
     on_log: Callable[[dict[str, Any]], None]
     on_span: Callable[[dict[str, Any]], None]
     done: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -236,7 +236,9 @@ class DenoWorker:
         reply: dict[str, Any] = {"t": "reply", "id": frame.get("id")}
         try:
             method, span = str(frame.get("method")), str(frame.get("span") or "")
-            value = await invocation.on_call(method, frame.get("params"), span)
+            issued = frame.get("ts_us")
+            value = await invocation.on_call(method, frame.get("params"), span,
+                                             issued if isinstance(issued, int) else None)
             reply.update(ok=True, value=value)
         except asyncio.CancelledError:
             raise

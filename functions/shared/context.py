@@ -21,6 +21,9 @@ class CallContext:
     request_id: str = ""
     sink: SpanSink = field(default_factory=NullSink)
     auth: dict[str, Any] = field(default_factory=dict)
+    # When user code issued the call (wall clock, µs), if known: spans start there, so waiting for a
+    # pool connection shows, and calls issued together (Promise.all) overlap as they did in user code.
+    issued_us: int | None = None
 
-    def child(self, parent_span_id: str | None) -> CallContext:
-        return replace(self, parent_span_id=parent_span_id)
+    def child(self, parent_span_id: str | None, *, issued_us: int | None = None) -> CallContext:
+        return replace(self, parent_span_id=parent_span_id, issued_us=issued_us)

@@ -108,9 +108,23 @@ class OpenSpan:
                     self.start_us, duration, status, merged)
 
 
-def start_span(trace_id: str, parent_span_id: str | None, kind: str, name: str,
-               **attrs: Any) -> OpenSpan:
-    return OpenSpan(trace_id, parent_span_id, kind, name, attrs=dict(attrs))
+_MAX_BACKDATE_US = 5_000_000
+
+
+def start_span(trace_id: str, parent_span_id: str | None, kind: str, name: str, *,
+               issued_us: int | None = None, **attrs: Any) -> OpenSpan:
+    """A span starting now, or at ``issued_us`` when the work was requested a little earlier.
+
+    Backdating is bounded (5 s) and never into the future, since ``issued_us`` may come from
+    another process's clock.
+    """
+    span = OpenSpan(trace_id, parent_span_id, kind, name, attrs=dict(attrs))
+    if issued_us is not None:
+        lag = span.start_us - int(issued_us)
+        if 0 < lag <= _MAX_BACKDATE_US:
+            span.start_us -= lag
+            span._t0 -= lag / 1_000_000
+    return span
 
 
 class SpanSink(ABC):

@@ -178,3 +178,76 @@ def test_dashboard_lists_requests_and_renders_a_waterfall(shop):
         page.screenshot(path=str(ARTIFACTS / "shop-trace.png"), full_page=True)
         browser.close()
     assert errors == []
+
+
+def wait_for(predicate, *, timeout: float = 20, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def test_order_enqueues_invoice_in_the_same_trace(shop):
+    created = shop.client.post("/orders", json={"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]})
+    assert created.status_code == 200, created.text
+    order = created.json()
+    assert order["invoice_job_id"]
+    request_id = created.headers["x-request-id"]
+
+    def invoiced() -> dict | None:
+        result = trace(shop, request_id, wait_for=1)
+        names = [s["name"] for s in result["spans"]]
+        return result if "send_invoice" in names and "async → send_invoice" in names else None
+
+    result = wait_for(invoiced)
+    by_id = {s["span_id"]: s for s in result["spans"]}
+    worker = next(s for s in result["spans"] if s["kind"] == "function" and s["name"] == "send_invoice")
+    attempt = by_id[worker["parent_span_id"]]
+    enqueue = by_id[attempt["parent_span_id"]]
+    assert attempt["kind"] == "queue" and attempt["attrs"]["attempt"] == 1
+    assert attempt["attrs"]["outcome"] == "ok"
+    assert enqueue["name"] == "enqueue send_invoice"
+    assert by_id[enqueue["parent_span_id"]]["name"] == "create_order"
+    with psycopg.connect(dsn_of(shop)) as conn:
+        rows = conn.execute("SELECT count(*) FROM invoices WHERE order_id = %s", (order["id"],)).fetchone()[0]
+    assert rows == 1
+    shown = flux("trace", request_id, "-C", str(shop.project))
+    assert "async → send_invoice" in shown.stdout
+
+
+def test_async_http_function_answers_202_at_once(shop):
+    response = shop.client.post("/flaky_webhook", json={"webhook_id": "e2e-ok", "fail_times": 0})
+    assert response.status_code == 202
+    body = response.json()
+    assert set(body) == {"request_id", "job_id"}
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_failing_job_lands_in_the_dlq_and_replay_runs_it_in_the_same_trace(shop):
+    response = shop.client.post("/flaky_webhook", json={"webhook_id": "e2e-dlq", "fail_times": 3})
+    assert response.status_code == 202
+    job_id = response.json()["job_id"]
+
+    def dead() -> dict | None:
+        listed = flux("queue", "dlq", "list", "--json", "-C", str(shop.project))
+        return next((e for e in json.loads(listed.stdout or "[]") if e["id"] == job_id), None)
+
+    entry = wait_for(dead, timeout=30, interval=0.3)
+    assert entry["function"] == "flaky_webhook"
+    assert entry["attempts"] == 3
+    assert "endpoint unavailable" in entry["last_error"]
+    assert entry["trace_id"] == response.headers["x-request-id"]
+    replayed = flux("queue", "dlq", "replay", job_id, "--json", "-C", str(shop.project))
+    assert replayed.returncode == 0, replayed.stderr
+    assert json.loads(replayed.stdout)["trace_id"] == entry["trace_id"]
+
+    def delivered() -> bool:
+        spans = trace(shop, entry["trace_id"])["spans"]
+        return any(s["kind"] == "queue" and s["attrs"].get("outcome") == "ok" for s in spans)
+
+    wait_for(delivered, timeout=20)
+    stats = json.loads(flux("queue", "stats", "--json", "-C", str(shop.project)).stdout)
+    assert stats["flaky_webhook"]["failed"] >= 2

@@ -93,7 +93,7 @@ function call(method: string, params: unknown): Promise<any> {
   const id = nextCallId++;
   return new Promise((resolve, reject) => {
     pending.set(id, { resolve, reject });
-    writeFrame({ t: "call", id, inv: s.inv, span: s.spanId, method, params: params as Json });
+    writeFrame({ t: "call", id, inv: s.inv, span: s.spanId, ts_us: nowUs(), method, params: params as Json });
   });
 }
 

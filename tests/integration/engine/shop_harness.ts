@@ -47,6 +47,8 @@ const ctx = {
   auth: { type: "none" },
   function: { name: "harness" },
   log: { debug: noop, info: noop, warn: noop, error: noop },
+  // The queue is out of scope for the engine tests (tests/e2e/test_shop.py covers the real one).
+  queue: { push: async (_name: string, _payload: unknown) => ({ job_id: "harness-job" }) },
   db: {
     query: async (q: unknown) => (await rpc("query", q)).rows,
     batch: async (qs: unknown[]) => (await rpc("batch", qs)).map((r: { rows: unknown[] }) => r.rows),

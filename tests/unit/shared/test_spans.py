@@ -167,3 +167,16 @@ def test_redact_tuples() -> None:
     result = redact({"args": ("id", "hunter22")}, ["hunter22"])
     assert "hunter22" not in repr(result)
     assert "[redacted]" in repr(result)
+
+
+def test_start_span_backdates_to_issue_time_within_bounds():
+    from functions.shared.spans import now_us, start_span
+
+    now = now_us()
+    span = start_span("t" * 32, None, "db", "q", issued_us=now - 2_000)
+    assert now - 2_500 <= span.start_us <= now - 1_500
+    assert span.finish().duration_us >= 1_500
+    future = start_span("t" * 32, None, "db", "q", issued_us=now + 10_000_000)
+    assert future.start_us >= now
+    ancient = start_span("t" * 32, None, "db", "q", issued_us=now - 60_000_000)
+    assert ancient.start_us >= now
