@@ -144,6 +144,10 @@ def _lambda_memory_mb(memory_mb: int) -> int:
 def queue_plan(spec: FunctionSpec) -> QueuePlan:
     per_job_s = math.ceil(spec.config.timeout_ms / 1000)
     batch = max(1, min(QUEUE_BATCH_SIZE, (LAMBDA_MAX_TIMEOUT_S - TIMEOUT_HEADROOM_S) // per_job_s))
+    if spec.config.ordering is not None:
+        # FIFO: records skipped behind a failed one still have their receive count raised by SQS, so a
+        # batch larger than one could redrive a group's later jobs to the DLQ without ever running them.
+        batch = 1
     consumer_timeout = min(LAMBDA_MAX_TIMEOUT_S, batch * per_job_s + TIMEOUT_HEADROOM_S)
     return QueuePlan(
         fifo=spec.config.ordering is not None,

@@ -63,10 +63,12 @@ class FluxStack(Stack):
                                         removal_policy=removal)
         self.authorizer = FluxAuthorizer(self, "Gateway", plan=plan, code=code, tables=self.tables,
                                          secrets=self.secrets, removal_policy=removal)
-        self.observability = ObservabilityFunction(self, "Observability", plan=plan, code=code, tables=self.tables,
-                                                   removal_policy=removal)
         self.engine = EngineFunction(self, "Engine", plan=plan, code=code, database=self.database,
                                      removal_policy=removal) if self.database.enabled else None
+        # The dashboard's schema graph and index advice come from the engine Lambda, when there is a database.
+        self.observability = ObservabilityFunction(self, "Observability", plan=plan, code=code, tables=self.tables,
+                                                   removal_policy=removal,
+                                                   engine=self.engine.lambda_.function if self.engine else None)
         self.api = FluxApi(self, "Api", plan=plan,
                            functions={name: f.function for name, f in self.runtime.http.items()},
                            authorizer=self.authorizer, observability=self.observability.lambda_.function,

@@ -16,6 +16,8 @@ the authorizer reads the key table".
 from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.function import FluxFunction
@@ -32,8 +34,10 @@ MEMORY_MB = 1024  # trace assembly and suggestion scans are CPU-bound
 
 class ObservabilityFunction(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, plan: StackPlan, code: CodeAssets,
-                 tables: FluxTables, removal_policy: RemovalPolicy) -> None:
+                 tables: FluxTables, removal_policy: RemovalPolicy,
+                 engine: lambda_.IFunction | None = None) -> None:
         super().__init__(scope, construct_id)
+        advice = {"ENGINE_FUNCTION": engine.function_name} if engine is not None else {}
         self.lambda_ = FluxFunction(
             self, "Api", code=code.control, handler=HANDLER,
             environment={
@@ -45,9 +49,14 @@ class ObservabilityFunction(Construct):
                 "RETENTION_DAYS": str(plan.retention_days),
                 "API_PREFIX": API_PREFIX,
                 "DASHBOARD_PATH": DASHBOARD_PATH,
+                **advice,
             },
             timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, architecture=code.architecture,
             description=f"Flux {plan.project}/{plan.stage}: observability API and dashboard",
             retention_days=plan.retention_days, removal_policy=removal_policy)
         grant(tables.spans, self.lambda_.role, SPAN_READER, indexes=SPAN_INDEXES)
         grant(tables.keys, self.lambda_.role, KEY_CHECKER)
+        if engine is not None:
+            # Exactly the function (grant_invoke would add "<arn>:*" for every version and alias).
+            self.lambda_.role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["lambda:InvokeFunction"], resources=[engine.function_arn]))

@@ -139,3 +139,17 @@ def test_no_policy_grants_wildcard_actions_or_wildcard_data_resources(which: str
             assert "*" not in as_list(statement["Resource"]), statement
     assert checked > 10
 
+
+
+def test_observability_may_invoke_exactly_the_engine_function(full: Synthesized) -> None:
+    stack = full.built.stack
+    assert stack.engine is not None
+    observe = role_id(full, stack.observability.lambda_)
+    (engine,) = ids(full, stack.engine.lambda_.function)
+    invokes = [s for s in statements(full, observe) if "lambda:InvokeFunction" in as_list(s["Action"])]
+    assert len(invokes) == 1
+    assert referenced_ids(invokes[0]["Resource"]) == {engine}
+    assert not any(str(r).endswith(":*") for r in as_list(invokes[0]["Resource"]))
+    env = full.template.find_resources("AWS::Lambda::Function")[
+        ids(full, stack.observability.lambda_.function).pop()]["Properties"]["Environment"]["Variables"]
+    assert env["ENGINE_FUNCTION"] == {"Ref": engine}

@@ -86,3 +86,21 @@ def test_warnings_name_long_sync_functions_and_a_missing_database(plan, tmp_path
     notes = plan_stack(load_project(write_project(tmp_path / "p", spec)), "dev").warnings()
     assert any("long" in n and "async" in n for n in notes)
     assert any("no database" in n for n in notes)
+
+
+def test_fifo_consumers_take_one_record_at_a_time(tmp_path):
+    import json
+
+    from functions.shared.manifest import load_project
+    from infra.plan import queue_plan
+
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "fifo"}))
+    for name, config in (("ordered", {"async": True, "ordering": {"group_by": "account"}}),
+                         ("plain", {"async": True})):
+        (tmp_path / "functions" / name).mkdir(parents=True)
+        (tmp_path / "functions" / name / "index.ts").write_text("export default async () => null;")
+        (tmp_path / "functions" / name / "flux.json").write_text(json.dumps(config))
+    project = load_project(tmp_path)
+    ordered, plain = queue_plan(project.functions["ordered"]), queue_plan(project.functions["plain"])
+    assert ordered.fifo and ordered.batch_size == 1
+    assert not plain.fifo and plain.batch_size > 1
