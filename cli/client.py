@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from functions.shared.local_io import pid_alive
+
 if TYPE_CHECKING:
     import httpx
 
@@ -201,17 +203,6 @@ def find_project(start: Path) -> Path | None:
     return None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OSError, OverflowError, ValueError):
-        return False
-    return True
-
 
 def running_dev_server(project_dir: Path) -> str | None:
     """The URL of this project's ``flux dev`` if its dev.json names a live process that answers."""
@@ -220,7 +211,7 @@ def running_dev_server(project_dir: Path) -> str | None:
         url, pid = str(info["url"]), int(info["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if not _pid_alive(pid):
+    if not pid_alive(pid):
         return None
     import httpx
 

@@ -13,6 +13,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,17 +42,24 @@ def pg_server_dsn() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def pg_dsn(pg_server_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:50]
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+@contextmanager
+def scratch_database(server_dsn: str, name: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards (even if connections are left open)."""
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
-        yield with_database(pg_server_dsn, name)
+        yield with_database(server_dsn, name)
     finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="module")
+def pg_dsn(pg_server_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = "t_" + re.sub(r"[^a-z0-9_]", "_", request.module.__name__.rsplit(".", 1)[-1].lower())[:50]
+    with scratch_database(pg_server_dsn, name) as dsn:
+        yield dsn
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -66,11 +74,15 @@ def with_database(dsn: str, database: str) -> str:
 def fresh_database_url(pg_server_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A database of its own for one test (e2e projects point DATABASE_URL at it)."""
     name = "e_" + re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:50]
-    with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield with_database(pg_server_dsn, name)
-    finally:
-        with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_database(pg_server_dsn, name) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and a region for moto; no profile, so nothing can reach a real account."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -12,6 +11,7 @@ import typer
 
 from cli.output import console, err_console, fail, print_json
 from cli.scaffold import ScaffoldError, create_project
+from functions.shared.local_io import pid_alive
 from functions.shared.manifest import ManifestError, load_project
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", "-C", help="Project folder (default: current).")]
@@ -108,7 +108,8 @@ async def _call(root: Path, method: str, path: str, body: bytes) -> tuple[int, s
     if dev_file.exists():
         try:
             info = json.loads(dev_file.read_text())
-            os.kill(int(info["pid"]), 0)
+            if not pid_alive(int(info["pid"])):
+                info = None
         except (OSError, ValueError, KeyError):
             info = None
         if info:

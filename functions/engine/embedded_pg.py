@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.engine.errors import EmbeddedPostgresError
+from functions.shared.local_io import pid_alive
 
 SYSTEM_USER = "embedded_postgres"
 DB_USER = "postgres"
@@ -119,7 +120,7 @@ class EmbeddedPostgres:
         if len(lines) < 8 or not lines[0].strip().isdigit():
             return None
         pid = int(lines[0])
-        if not _alive(pid) or lines[7].strip() != "ready":
+        if not pid_alive(pid) or lines[7].strip() != "ready":
             return None
         return ServerInfo(pid=pid, port=int(lines[3]), socket_dir=lines[4].strip(), host=lines[5].strip(),
                           status=lines[7].strip())
@@ -217,15 +218,6 @@ class EmbeddedPostgres:
                 raise EmbeddedPostgresError(f"Postgres {what} failed on {self.data_dir}: {exc}\n{output}{tail}") \
                     from None
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _free_port(host: str) -> int:

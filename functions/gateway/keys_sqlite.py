@@ -17,6 +17,7 @@ from pathlib import Path
 
 from functions.gateway.errors import KeyNameTaken, KeyStoreError
 from functions.gateway.keys import ApiKey, ApiKeyStore
+from functions.shared.local_io import open_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -54,9 +55,7 @@ class SqliteApiKeyStore(ApiKeyStore):
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = open_sqlite(self.path)
             self._local.conn = conn
         return conn
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from functions.observability.store import SpanStore, TraceSummary, summary_of
+from functions.shared.local_io import open_sqlite
 from functions.shared.spans import LOG_LEVELS, LogRecord, Span
 
 _SCHEMA = """
@@ -58,9 +59,7 @@ class SqliteSpanStore(SpanStore):
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = open_sqlite(self.path)
             self._local.conn = conn
         return conn
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from functions.queue_consumer.errors import JobNotFound, QueueUnavailable
 from functions.queue_consumer.message import JobMessage
 from functions.queue_consumer.ports import DlqEntry, JobQueue, QueueStats, ReceivedJob, SendResult
+from functions.shared.local_io import open_sqlite, pid_alive
 
 _log = logging.getLogger("flux.queue")
 
@@ -95,15 +96,6 @@ def _max_attempts_fn(value: MaxAttempts) -> Callable[[str], int]:
     return value
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class SqliteJobQueue(JobQueue):
     """Durable local queue. ``max_attempts``: per function (mapping or callable) or one number."""
@@ -139,10 +131,7 @@ class SqliteJobQueue(JobQueue):
         if conn is None:
             if self._closed:
                 raise QueueUnavailable(f"local queue {self.path} is closed")
-            conn = sqlite3.connect(self.path, timeout=self._busy_timeout_s, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = open_sqlite(self.path, timeout_s=self._busy_timeout_s)
             self._local.conn = conn
             self._local.lock = threading.Lock()
             with self._conn_lock:
@@ -358,7 +347,7 @@ class SqliteJobQueue(JobQueue):
                     continue
                 pid_text = str(owner or "").split(":", 1)[0]
                 pid = int(pid_text) if pid_text.isdigit() else 0
-                if pid and pid != os.getpid() and _pid_alive(pid):
+                if pid and pid != os.getpid() and pid_alive(pid):
                     continue
                 conn.execute("UPDATE jobs SET visible_at_us = ?, in_flight = 0, receipt = NULL, updated_at_us = ? "
                              "WHERE seq = ?", (now, now, seq))

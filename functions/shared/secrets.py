@@ -44,3 +44,24 @@ class SecretsStore(ABC):
 
     @abstractmethod
     def list(self) -> list[SecretInfo]: ...
+
+
+class MemorySecretsStore(SecretsStore):
+    """Secrets in a dict: for tests and in-process tools. ``reads`` counts lookups (caching checks)."""
+
+    def __init__(self, values: dict[str, str] | None = None) -> None:
+        self.values = dict(values or {})
+        self.reads = 0
+
+    def get(self, name: str) -> str | None:
+        self.reads += 1
+        return self.values.get(name)
+
+    def set(self, name: str, value: str) -> None:
+        self.values[check_name(name)] = value
+
+    def delete(self, name: str) -> bool:
+        return self.values.pop(name, None) is not None
+
+    def list(self) -> list[SecretInfo]:
+        return [SecretInfo(name, 0.0) for name in sorted(self.values)]

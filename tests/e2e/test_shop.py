@@ -18,7 +18,8 @@ import pytest
 
 from tests.e2e.conftest import REPO, DevServer, flux
 
-pytestmark = pytest.mark.e2e
+# One worker runs the whole module, so it shares one server (and one embedded Postgres).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("shop")]
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = REPO / "tests" / "artifacts"
 

@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from functions.gateway.dynamo_schema import KEYS_TABLE, RATE_LIMIT_TABLE, create_table
-from functions.shared.secrets import SecretInfo, SecretsStore
+from functions.shared.secrets import MemorySecretsStore as MemorySecrets
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -40,21 +40,6 @@ def write_project(root: Path, project: dict[str, Any] | None = None,
     return root
 
 
-class MemorySecrets(SecretsStore):
-    def __init__(self, values: dict[str, str] | None = None) -> None:
-        self.values = dict(values or {})
-
-    def get(self, name: str) -> str | None:
-        return self.values.get(name)
-
-    def set(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def delete(self, name: str) -> bool:
-        return self.values.pop(name, None) is not None
-
-    def list(self) -> list[SecretInfo]:
-        return [SecretInfo(n, 0.0) for n in sorted(self.values)]
 
 
 class FixedClock:
@@ -81,13 +66,6 @@ def event() -> Any:
     return load
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
 
 
 @pytest.fixture

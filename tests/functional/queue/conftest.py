@@ -23,15 +23,6 @@ sys.path.insert(0, str(Path(__file__).parent))  # for queue_support
 from queue_support import MAX_ATTEMPTS, make_sqs_queue
 
 
-@pytest.fixture
-def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
 class ShiftedClock:
     """Real time plus a shift that tests advance, so the SQLite side need not sleep."""
 

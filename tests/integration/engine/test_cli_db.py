@@ -45,6 +45,7 @@ def test_migrate_applies_then_reports_nothing_to_do(project: Path, pg_dsn: str) 
 
 
 def test_schema_as_json_and_as_tables(project: Path, pg_dsn: str) -> None:
+    assert flux_db(project, pg_dsn, "migrate")[0] == 0  # idempotent; tests may run on any xdist worker
     code, output = flux_db(project, pg_dsn, "schema", "--json")
     assert code == 0, output
     graph = json.loads(output)
@@ -54,6 +55,7 @@ def test_schema_as_json_and_as_tables(project: Path, pg_dsn: str) -> None:
 
 
 def test_suggest_reads_recent_traces_from_the_local_store(project: Path, pg_dsn: str) -> None:
+    assert flux_db(project, pg_dsn, "migrate")[0] == 0
     code, output = flux_db(project, pg_dsn, "suggest")
     assert code == 0 and "No traces yet" in output
     with psycopg.connect(pg_dsn, autocommit=True) as conn:

@@ -15,7 +15,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from functions.gateway.errors import KeyNameTaken
 from functions.gateway.keys import ApiKey, ApiKeyStore
 from functions.shared.manifest import FunctionConfig, FunctionSpec, Project, ProjectConfig
-from functions.shared.secrets import SecretInfo, SecretsStore
+from functions.shared.secrets import MemorySecretsStore as MemorySecrets
 
 
 class FakeClock:
@@ -68,23 +68,6 @@ class MemoryKeyStore(ApiKeyStore):
                                            current.created_at, used_at, current.revoked)
 
 
-class MemorySecrets(SecretsStore):
-    def __init__(self, values: dict[str, str] | None = None) -> None:
-        self.values = dict(values or {})
-        self.reads = 0
-
-    def get(self, name: str) -> str | None:
-        self.reads += 1
-        return self.values.get(name)
-
-    def set(self, name: str, value: str) -> None:
-        self.values[name] = value
-
-    def delete(self, name: str) -> bool:
-        return self.values.pop(name, None) is not None
-
-    def list(self) -> list[SecretInfo]:
-        return [SecretInfo(name, 0.0) for name in sorted(self.values)]
 
 
 class FakeJwksFetcher:
