@@ -190,7 +190,13 @@ def _render_findings(trace: dict[str, Any], console: Console) -> None:
         console.print(Text(trace["advice_error"], style="dim"))
     logs = trace.get("logs") or []
     if logs:
-        console.print(Text(f"{len(logs)} log lines: flux logs --request-id {trace['trace_id']}", style="dim"))
+        shown = logs[:MAX_TRACE_LOGS]
+        console.print(Text(f"logs ({len(logs)})", style="bold"))
+        for record in shown:
+            console.print(_log_line(record))
+        if len(logs) > len(shown):
+            console.print(Text(f"... {len(logs) - len(shown)} more: flux logs --request-id {trace['trace_id']}",
+                               style="dim"))
 
 
 def trace(trace_id: Annotated[str, typer.Argument(help="Trace (request) id.")], json_output: AsJson = False,
@@ -262,6 +268,7 @@ def tail(function: Annotated[str | None, typer.Option("--function", help="Only t
 
 # -- flux logs ------------------------------------------------------------------------------------------------------
 
+MAX_TRACE_LOGS = 30
 LEVEL_STYLES = {"debug": "dim", "info": "blue", "warn": "yellow", "error": "bold red"}
 
 

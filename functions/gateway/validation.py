@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
+from typing import TYPE_CHECKING, Any
 
 from functions.shared.errors import InvalidJson, PayloadTooLarge, ValidationFailed
+
+if TYPE_CHECKING:  # jsonschema costs ~70 ms to import: only functions with an input_schema pay it
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 MAX_REASON_CHARS = 200
 MAX_LISTED_ERRORS = 10
@@ -37,6 +38,8 @@ def compiled(schema: dict[str, Any]) -> Draft202012Validator:
     key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     validator = _cache.get(key)
     if validator is None:
+        from jsonschema import Draft202012Validator
+
         validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
         with _lock:
             if len(_cache) >= _CACHE_SIZE:
@@ -77,6 +80,8 @@ def validate_input(schema: dict[str, Any], value: Any) -> None:
     errors = list(validator.iter_errors(value))
     if not errors:
         return
+    from jsonschema.exceptions import best_match
+
     chosen = best_match(errors)
     field, reason = describe(chosen)
     where = f"field '{field}'" if field else "the input"

@@ -19,6 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from functions.gateway.decision import auth_for_ctx, denial, gateway_span_attrs, ratelimit_headers
+from functions.gateway.validation import read_json_input, validate_input
 from functions.runtime.ports import Invoker, QueueService
 from functions.shared.apigw import event_body, proxy_result
 from functions.shared.context import CallContext
@@ -113,15 +115,11 @@ class HttpPipeline:
             if spec.auth != "none":  # a protected route reached without the authorizer: fail closed
                 raise Unauthorized("missing or invalid credentials")
             return
-        from functions.gateway.decision import denial
-
         error = denial(context)
         if error is not None:
             raise error
 
     def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
-        from functions.gateway.validation import read_json_input
-
         value = read_json_input(event_body(event), self.project.config.limits.max_body_bytes)
         params = dict(event.get("queryStringParameters") or {})
         path_params = dict(event.get("pathParameters") or {})
@@ -130,8 +128,6 @@ class HttpPipeline:
         if isinstance(value, dict):
             value = {**params, **value, **path_params}
         if spec.config.input_schema is not None:
-            from functions.gateway.validation import validate_input
-
             validate_input(spec.config.input_schema, value)
         return value
 
@@ -139,22 +135,16 @@ class HttpPipeline:
 def _gateway_attrs(context: dict[str, Any] | None) -> dict[str, Any]:
     if context is None:
         return {"auth.mode": "none", "auth.outcome": "allow"}
-    from functions.gateway.decision import gateway_span_attrs
-
     return gateway_span_attrs(context)
 
 
 def _ratelimit_headers(context: dict[str, Any] | None) -> dict[str, str]:
     if context is None:
         return {}
-    from functions.gateway.decision import ratelimit_headers
-
     return ratelimit_headers(context)
 
 
 def _auth_for_ctx(context: dict[str, Any] | None) -> dict[str, Any]:
     if context is None:
         return {"type": "none"}
-    from functions.gateway.decision import auth_for_ctx
-
     return auth_for_ctx(context)

@@ -137,7 +137,8 @@ def test_cli_trace_tail_logs_and_why(shop):
     trace(shop, request_id, wait_for=2)
     shown = flux("trace", request_id, "-C", str(shop.project))
     assert shown.returncode == 0, shown.stderr
-    assert "POST /hello" in shown.stdout and "hello" in shown.stdout
+    assert "POST /hello" in shown.stdout and "└─ hello" in shown.stdout
+    assert "saying hello" in shown.stdout  # the ctx.log line of the request
     as_json = json.loads(flux("trace", request_id, "--json", "-C", str(shop.project)).stdout)
     assert {s["kind"] for s in as_json["spans"]} == {"gateway", "function"}
     logs = flux("logs", "--request-id", request_id, "--json", "-C", str(shop.project))
