@@ -51,8 +51,13 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
         out(f"{info['method']:<6} {info['path']:<32} {info['status']}  {info['duration_us'] / 1000:7.1f} ms  "
             f"{info['trace_id']}")
 
+    def on_job(info: dict[str, Any]) -> None:
+        label = f"{info['function']} #{info['attempt']}"
+        out(f"{'JOB':<6} {label:<32} {info['outcome']:<3}  {info['duration_us'] / 1000:7.1f} ms  {info['trace_id']}"
+            + (f"  {info['error'][:120]}" if info["error"] else ""))
+
     started = time.perf_counter()
-    stack = LocalStack(project_dir, on_request=on_request, tracing=tracing, out=out)
+    stack = LocalStack(project_dir, on_request=on_request, tracing=tracing, out=out, on_job=on_job)
     try:
         await stack.start()
     except FluxError as exc:

@@ -67,7 +67,8 @@ class LocalStack:
     def __init__(self, project_root: str | Path, *, tracing: bool | None = None, min_warm: int = 1,
                  max_workers: int = 4, on_request: Callable[[dict[str, Any]], None] | None = None,
                  use_database: bool = True, database_url: str | None = None,
-                 out: Callable[[str], None] | None = None) -> None:
+                 out: Callable[[str], None] | None = None,
+                 on_job: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.project: Project = load_project(project_root)
         self.paths = StatePaths.of(self.project.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
@@ -80,6 +81,7 @@ class LocalStack:
         self.runtime = Runtime(self.project, sink=self.sink, services=self.services,
                                options=RuntimeOptions(state_dir=self.paths.root, min_warm=min_warm,
                                                       max_workers=max_workers))
+        self.on_job = on_job
         self.queue, self.dispatcher = self._queue(self.project)
         self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request,
                                      enqueue=self.services.queue)
@@ -97,9 +99,17 @@ class LocalStack:
         from functions.queue_consumer.sqlite_queue import SqliteJobQueue
 
         queue = SqliteJobQueue(self.paths.queue, max_attempts=_max_attempts(project))
-        dispatcher = LocalDispatcher(queue, self.runtime, project, self.sink)
+        dispatcher = LocalDispatcher(queue, self.runtime, project, self.sink, on_attempt=self._job_settled)
         self.services.queue = EnqueueService(queue, project, on_enqueued=dispatcher.wake)
         return queue, dispatcher
+
+    def _job_settled(self, job: Any, result: Any) -> None:
+        if self.on_job is None:
+            return
+        span = result.span
+        self.on_job({"function": job.function, "attempt": result.attempt, "outcome": result.outcome,
+                     "trace_id": job.message.trace_id, "duration_us": span.duration_us if span else 0,
+                     "error": result.error})
 
     def _authorizer(self, project: Project) -> Callable[[dict[str, Any]], dict[str, Any]]:
         from functions.gateway.local import build_local_authorizer

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from functions.queue_consumer.backoff import Uniform
 from functions.queue_consumer.ports import JobQueue, ReceivedJob
-from functions.queue_consumer.runner import JobRunner
+from functions.queue_consumer.runner import AttemptResult, JobRunner
 from functions.queue_consumer.sqlite_queue import SqliteJobQueue
 from functions.runtime.ports import Invoker
 from functions.shared.manifest import Project
@@ -44,11 +45,14 @@ def visibility_timeout_s(project: Project) -> float:
 class LocalDispatcher:
     def __init__(self, queue: JobQueue, invoker: Invoker, project: Project, sink: SpanSink, *,
                  poll_interval_s: float = 0.05, concurrency: int = 4, grace_s: float = 30.0,
-                 rng: Uniform | None = None) -> None:
+                 rng: Uniform | None = None,
+                 on_attempt: Callable[[ReceivedJob, AttemptResult], None] | None = None) -> None:
+        """``on_attempt`` sees every settled attempt (`flux dev` prints one line per job attempt)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.queue = queue
         self.runner = JobRunner(queue, invoker, project, sink, rng=rng)
+        self.on_attempt = on_attempt
         self.poll_interval_s = poll_interval_s
         self.concurrency = concurrency
         self.grace_s = grace_s
@@ -149,7 +153,9 @@ class LocalDispatcher:
 
     async def _run(self, job: ReceivedJob) -> None:
         try:
-            await self.runner.run(job)
+            result = await self.runner.run(job)
+            if self.on_attempt is not None:
+                self.on_attempt(job, result)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - the lease expires and the job comes back
