@@ -72,8 +72,9 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
         while not server.started and not serving.done():  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
             await asyncio.sleep(0.02)
         if serving.done():
-            await serving
-            out(f"could not listen on {host}:{port}")
+            with contextlib.suppress(SystemExit):  # uvicorn exits the task when it cannot bind
+                await serving
+            out(f"could not listen on {host}:{port}: is another server using that port? (try --port)")
             return 1
         url = f"http://{host}:{port}"
         _banner(stack, url, out, time.perf_counter() - started)
@@ -82,14 +83,15 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
             watcher = asyncio.create_task(_watch(stack, out))
         await serving
     finally:
-        if watcher is not None:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-        with contextlib.suppress(FileNotFoundError):
-            stack.paths.dev_file.unlink()
-        await stack.stop()
-        out("stopped")
+        try:
+            if watcher is not None:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            with contextlib.suppress(FileNotFoundError):
+                stack.paths.dev_file.unlink()
+        finally:
+            await stack.stop()
+            out("stopped")
     return 0
 
 
@@ -117,21 +119,30 @@ async def _watch(stack: LocalStack, out: Printer) -> None:
         return p == root / "flux.json" or functions_dir in p.parents or schema_dir in p.parents
 
     async for changes in awatch(root, watch_filter=relevant, debounce=200, step=50):
-        paths = {Path(p) for _, p in changes}
-        names = sorted(p.relative_to(root).as_posix() for p in paths)
-        if any(schema_dir in p.parents for p in paths):
-            try:
-                await stack.migrate()
-            except FluxError as exc:
-                out(f"migration failed: {exc.message}")
-        if all(schema_dir in p.parents for p in paths):
-            continue
         try:
-            project = await stack.reload()
-        except ManifestError as exc:
-            out("reload failed; still serving the previous version:")
-            for problem in exc.problems:
-                out(f"  {problem}")
-            continue
-        out(f"reloaded ({', '.join(names[:3])}{'...' if len(names) > 3 else ''}): "
-            f"{len(project.functions)} functions")
+            await _apply_changes(stack, root, schema_dir, {Path(p) for _, p in changes}, out)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - hot reload must survive anything a change can cause
+            out(f"reload failed ({type(exc).__name__}: {exc}); still serving the previous version")
+
+
+async def _apply_changes(stack: LocalStack, root: Path, schema_dir: Path, paths: set[Path], out: Printer) -> None:
+    """Migrate on schema/ changes; reload flux.json and functions on the others."""
+    names = sorted(p.relative_to(root).as_posix() for p in paths)
+    if any(schema_dir in p.parents for p in paths):
+        try:
+            await stack.migrate()
+        except FluxError as exc:
+            out(f"migration failed: {exc.message}")
+    if all(schema_dir in p.parents for p in paths):
+        return
+    try:
+        project = await stack.reload()
+    except ManifestError as exc:
+        out("reload failed; still serving the previous version:")
+        for problem in exc.problems:
+            out(f"  {problem}")
+        return
+    out(f"reloaded ({', '.join(names[:3])}{'...' if len(names) > 3 else ''}): "
+        f"{len(project.functions)} functions")

@@ -46,6 +46,11 @@ class LocalGateway:
             return
         path: str = scope.get("path") or "/"
         if self.flux_app is not None and (path == "/_flux" or path.startswith("/_flux/")):
+            if not _loopback_host(scope):
+                # Traces and logs hold user data: refuse pages that reach 127.0.0.1 through DNS rebinding.
+                await send_response(send, HttpResponse(403, [("content-type", "text/plain")],
+                                                       b"the Flux dashboard answers on 127.0.0.1 and localhost only"))
+                return
             await self.flux_app(scope, receive, send)
             return
         # At most one byte past the limit is read: enough for the pipeline to answer 413.
@@ -82,3 +87,15 @@ class LocalGateway:
 
             response.headers.extend(cors_headers(origin, cors).items())
         return response
+
+
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})
+
+
+def _loopback_host(scope: Scope) -> bool:
+    for key, value in scope.get("headers") or []:
+        if key == b"host":
+            name = value.decode("latin-1").strip().lower()
+            host = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+            return host in _LOOPBACK_NAMES
+    return True  # HTTP/1.0 without Host: only a local client does that

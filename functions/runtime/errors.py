@@ -30,3 +30,13 @@ class FunctionNotFound(RuntimeFailure):
 
 class InvocationDepthExceeded(RuntimeFailure):
     status, code = 500, "invocation_loop"
+
+
+class OutputTooLarge(RuntimeFailure):
+    """The worker's answer could not be read (too large or nested too deeply): a 500 the user can act on."""
+
+    status, code = 500, "function_error"
+
+
+class PoolBusy(RuntimeFailure, FunctionTimeout):
+    """Every worker of the function stayed busy past its timeout_ms: the request could not start (504)."""

@@ -12,8 +12,8 @@ handed out during the invocation redacted.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,13 @@ from functions.runtime.ports import DbService, QueueService
 from functions.runtime.sandbox import deno_executable, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
 from functions.shared.context import CallContext
-from functions.shared.errors import FluxError, FunctionError, ValidationFailed, error_for_code
+from functions.shared.errors import FluxError, FunctionError, UserError, ValidationFailed, error_for_code
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.secrets import SecretsStore
 from functions.shared.spans import LOG_LEVELS, LogRecord, Span, SpanSink, redact, start_span
 
 _log = logging.getLogger("flux.runtime")
-_depth: contextvars.ContextVar[int] = contextvars.ContextVar("flux_invoke_depth", default=0)
+_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INVOKE_DEPTH = 8
 
 
@@ -61,7 +61,8 @@ class Services:
 class _Collected:
     call: CallContext
     function: str
-    secrets: list[str] = field(default_factory=list)
+    depth: int = 0
+    secrets: set[str] = field(default_factory=set)
 
 
 class Runtime:
@@ -75,6 +76,9 @@ class Runtime:
         self._cache_dir = options.state_dir / "deno"
         self._cache_dir.mkdir(parents=True, exist_ok=True)
         self._pools: dict[str, WorkerPool] = {}
+        # Every secret value ever handed to user code: a warm worker may keep one in a variable and log it
+        # in a later request, so redaction cannot be limited to the request that fetched it.
+        self._secret_values: set[str] = set()
         self._build_pools(project)
 
     def _build_pools(self, project: Project) -> None:
@@ -82,7 +86,8 @@ class Runtime:
         for name, spec in project.functions.items():
             min_warm = self.options.min_warm if warm is None or name in warm else 0
             self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=min_warm,
-                                           max_workers=self.options.max_workers)
+                                           max_workers=self.options.max_workers,
+                                           acquire_timeout_s=spec.config.timeout_ms / 1000)
 
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:
@@ -100,7 +105,7 @@ class Runtime:
         self.project = project
         self._pools = {}
         self._build_pools(project)
-        await asyncio.gather(*(pool.close() for pool in old.values()), return_exceptions=True)
+        await asyncio.gather(*(pool.close(drain=True) for pool in old.values()), return_exceptions=True)
         await self.start()
 
     async def close(self) -> None:
@@ -111,32 +116,38 @@ class Runtime:
 
     async def invoke(self, function: str, payload: Any, call: CallContext, *,
                      span_attrs: dict[str, Any] | None = None) -> Any:
+        return await self._invoke(function, payload, call, span_attrs, depth=0)
+
+    async def _invoke(self, function: str, payload: Any, call: CallContext, span_attrs: dict[str, Any] | None,
+                      *, depth: int) -> Any:
         spec = self.project.functions.get(function)
         pool = self._pools.get(function)
         if spec is None or pool is None:
             raise FunctionNotFound(f"no function named {function!r}")
-        depth = _depth.get()
         if depth >= MAX_INVOKE_DEPTH:
             raise InvocationDepthExceeded(f"ctx.function.invoke nested more than {MAX_INVOKE_DEPTH} deep")
         span = start_span(call.trace_id, call.parent_span_id, "function", function, issued_us=call.issued_us,
                           function=function,
                           **(span_attrs or {}))
         collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, call.sink,
-                                                call.auth), function=function)
-        token = _depth.set(depth + 1)
+                                                call.auth), function=function, depth=depth,
+                               secrets=self._secret_values)
         try:
             value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
         except FluxError as exc:
             self._finish(span, "error", collected, exc, cold=getattr(exc, "cold", None))
             raise
-        finally:
-            _depth.reset(token)
+        except BaseException as exc:  # cancelled (the caller went away): still record what happened
+            cancelled = FluxError("the invocation was cancelled before it finished")
+            cancelled.code = "cancelled"  # type: ignore[misc]
+            self._finish(span, "error", collected, cancelled, cold=None)
+            raise exc from None
         self._finish(span, "ok", collected, None, cold=cold)
         return value
 
     async def _run(self, spec: FunctionSpec, pool: WorkerPool, payload: Any, collected: _Collected,
                    span_attrs: dict[str, Any]) -> tuple[Any, bool]:
-        worker, cold = await pool.acquire()
+        worker, cold = await pool.acquire(overflow=collected.depth)
         try:
             invocation = Invocation(
                 id=worker.next_invocation_id(),
@@ -167,13 +178,19 @@ class Runtime:
         raise error
 
     def _user_error(self, info: dict[str, Any]) -> FluxError:
-        status = int(info.get("status") or 500)
-        code = str(info.get("code") or "function_error")
+        status = info.get("status")
+        code = info.get("code")
         message = str(info.get("message") or "the function failed")
+        valid = isinstance(status, int) and not isinstance(status, bool) and 400 <= status <= 599 \
+            and isinstance(code, str) and _ERROR_CODE.match(code) is not None
+        if not valid:  # user code tampered with a FluxError's fields after constructing it
+            status, code = 500, "function_error"
+            info = {**info, "user": False}
         if info.get("user"):
-            from functions.shared.errors import UserError
-
             error: FluxError = UserError(status, code, message)
+            retry_after = info.get("retry_after")
+            if isinstance(retry_after, str) and retry_after.isdigit():
+                error.headers["retry-after"] = retry_after
         elif code == "function_error":
             error = FunctionError(message if self.options.expose_errors else
                                   "the function threw an error; see the trace for details")
@@ -221,14 +238,14 @@ class Runtime:
             store = self.services.secrets
             value = await asyncio.to_thread(store.get, name) if store is not None else None
             if value:
-                collected.secrets.append(value)
+                collected.secrets.add(value)
             return value
         if method == "function.invoke":
             args = params if isinstance(params, dict) else {}
             target = args.get("function")
             if not isinstance(target, str):
                 raise ValidationFailed("ctx.function.invoke(name, payload): name must be a string")
-            return await self.invoke(target, args.get("payload"), call)
+            return await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1)
         raise ValidationFailed(f"unknown ctx call {method!r}")
 
     def _db(self) -> DbService:

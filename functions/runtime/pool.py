@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from functions.runtime.errors import WorkerStartFailed
+from functions.runtime.errors import PoolBusy, WorkerStartFailed
 from functions.runtime.worker import DenoWorker
 
 _log = logging.getLogger("flux.runtime")
@@ -23,6 +23,7 @@ _log = logging.getLogger("flux.runtime")
 class WorkerPool:
     def __init__(self, name: str, factory: Callable[[], DenoWorker], *, min_warm: int = 1, max_workers: int = 4,
                  acquire_timeout_s: float = 60.0) -> None:
+        """``acquire_timeout_s``: how long a request waits for a free worker (the function's timeout)."""
         self.name = name
         self._factory = factory
         self.min_warm = min_warm
@@ -46,8 +47,12 @@ class WorkerPool:
         if needed > 0:
             await asyncio.gather(*(self._spawn_idle() for _ in range(needed)), return_exceptions=True)
 
-    async def acquire(self) -> tuple[DenoWorker, bool]:
-        """An idle worker (and whether it had to be started for this call, i.e. a cold start)."""
+    async def acquire(self, *, overflow: int = 0) -> tuple[DenoWorker, bool]:
+        """An idle worker (and whether it had to be started for this call, i.e. a cold start).
+
+        ``overflow`` lets a nested ``ctx.function.invoke`` start workers past ``max_workers``: its callers
+        hold workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.acquire_timeout_s
         async with self._changed:
@@ -59,12 +64,13 @@ class WorkerPool:
                     if worker.alive:
                         self._busy.add(worker)
                         return worker, False
-                if self.size < self.max_workers:
+                if self.size < self.max_workers + overflow:
                     self._starting += 1
                     break
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    raise WorkerStartFailed(f"no worker for {self.name} became free in {self.acquire_timeout_s:.0f}s")
+                    raise PoolBusy(f"all {self.max_workers} workers of {self.name} stayed busy for "
+                                   f"{self.acquire_timeout_s:.1f} s (timeout_ms)")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), remaining)
         try:
@@ -72,7 +78,11 @@ class WorkerPool:
         finally:
             async with self._changed:
                 self._starting -= 1
+                self._changed.notify_all()  # a failed start frees a slot others may be waiting for
         async with self._changed:
+            if self._closed:  # closed (reload, shutdown) while this worker was starting
+                await worker.kill()
+                raise WorkerStartFailed(f"the worker pool for {self.name} was closed")
             self._busy.add(worker)
         self.cold_starts += 1
         return worker, True
@@ -80,20 +90,24 @@ class WorkerPool:
     async def release(self, worker: DenoWorker) -> None:
         async with self._changed:
             self._busy.discard(worker)
-            if worker.alive and not self._closed:
+            keep = worker.alive and not self._closed
+            if keep:
                 self._idle.append(worker)
             self._changed.notify_all()
-        if not worker.alive:
+        if not keep:
             await worker.kill()
             if not self._closed:
                 self._in_background(self.warm())
 
-    async def close(self) -> None:
+    async def close(self, *, drain: bool = False) -> None:
+        """Stop the workers. With ``drain`` (hot reload) busy ones first finish their request and are
+        stopped when released; without it (shutdown) they are stopped at once and their requests fail."""
         async with self._changed:
             self._closed = True
-            workers = [*self._idle, *self._busy]
+            workers = list(self._idle) if drain else [*self._idle, *self._busy]
             self._idle.clear()
-            self._busy.clear()
+            if not drain:
+                self._busy.clear()
             self._changed.notify_all()
         for task in list(self._background):
             task.cancel()

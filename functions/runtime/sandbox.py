@@ -14,12 +14,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from functions.runtime.errors import WorkerStartFailed
 from functions.shared.manifest import FunctionSpec
 
 BOOTSTRAP = Path(__file__).parent / "bootstrap" / "bootstrap.ts"
@@ -62,6 +64,11 @@ def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_ro
                    deno_dir: Path | None = None) -> WorkerCommand:
     """``deno_dir`` is a vendored, read-only Deno cache (Lambda bundles one so nothing downloads at cold start)."""
     config = spec.config
+    for path in (spec.directory, project_root, cache_dir):
+        if "," in str(path):
+            # Deno splits permission lists on commas: such a path would widen --allow-read.
+            raise WorkerStartFailed(f"{path}: Flux cannot run functions from a path containing ','; "
+                                    "move or rename the project folder")
     argv = [
         deno, "run", "--no-prompt", "--quiet", "--no-check",
         f"--allow-read={spec.directory}",
@@ -88,6 +95,7 @@ def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_ro
     return WorkerCommand(argv, env, str(project_root), data_limit)
 
 
-def limit_data(limit_bytes: int) -> None:
-    """Run in the child between fork and exec: cap its data segment."""
-    resource.setrlimit(resource.RLIMIT_DATA, (limit_bytes, limit_bytes))
+def limit_data(pid: int, limit_bytes: int) -> None:
+    """Cap a started worker's data segment (a backstop under V8's own heap limit)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        resource.prlimit(pid, resource.RLIMIT_DATA, (limit_bytes, limit_bytes))

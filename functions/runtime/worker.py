@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.runtime.errors import WorkerCrashed, WorkerStartFailed, WorkerTimedOut
+from functions.runtime.errors import OutputTooLarge, WorkerCrashed, WorkerStartFailed, WorkerTimedOut
 from functions.runtime.sandbox import WorkerCommand, limit_data
 
 _log = logging.getLogger("flux.runtime")
@@ -39,6 +39,10 @@ class Invocation:
     on_span: Callable[[dict[str, Any]], None]
     done: asyncio.Future[dict[str, Any]] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # A crash reported after the caller gave up is expected; don't warn that nobody read it.
+        self.done.add_done_callback(lambda f: f.cancelled() or f.exception())
 
 
 class DenoWorker:
@@ -67,26 +71,30 @@ class DenoWorker:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self.started_at = time.perf_counter()
-        limit = self.command.data_limit_bytes
+        # No preexec_fn: running Python between fork and exec can deadlock a threaded parent. The data
+        # limit is set right after the spawn instead; it bounds every allocation the worker makes from then on.
         self.process = await asyncio.create_subprocess_exec(
             *self.command.argv,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=self.command.env, cwd=self.command.cwd, start_new_session=True,
-            preexec_fn=lambda: limit_data(limit),
-            limit=_STREAM_LIMIT,
+            env=self.command.env, cwd=self.command.cwd, start_new_session=True, limit=_STREAM_LIMIT,
         )
-        self._readers = [
-            asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
-            asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr"),
-            asyncio.create_task(self._watch_exit(), name=f"{self.name}-exit"),
-        ]
-        await self._send({"t": "hello", "nonce": self.nonce})
         try:
+            limit_data(self.process.pid, self.command.data_limit_bytes)
+            self._readers = [
+                asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
+                asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr"),
+                asyncio.create_task(self._watch_exit(), name=f"{self.name}-exit"),
+            ]
+            self._readers[0].add_done_callback(self._reader_stopped)
+            await self._send({"t": "hello", "nonce": self.nonce})
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, WorkerCrashed) as exc:
             await self.kill()
             detail = self.stderr_tail() or str(exc) or "no output"
             raise WorkerStartFailed(f"the Deno worker for {self.name} did not start: {detail}") from None
+        except BaseException:  # cancelled mid-start (reload, shutdown): never leave the process behind
+            await asyncio.shield(self.kill())
+            raise
         self.load_error = ready.get("error")
 
     async def invoke(self, input_value: Any, ctx: dict[str, Any], invocation: Invocation, timeout_s: float) -> Any:
@@ -105,6 +113,10 @@ class DenoWorker:
             self.invocations_served += 1
             for task in list(invocation.tasks):
                 task.cancel()
+            if not invocation.done.done():
+                # Cancelled from outside (a caller timed out, shutdown): the user code may still be running,
+                # so this worker must not serve anyone else.
+                await asyncio.shield(self.kill())
             self._current = None
 
     def next_invocation_id(self) -> int:
@@ -128,9 +140,23 @@ class DenoWorker:
             await asyncio.wait_for(process.wait(), 5)
         self.returncode = process.returncode
         self._exited.set()
+        current = self._current
+        if current is not None and not current.done.done():
+            current.done.set_exception(WorkerCrashed("the Deno worker was stopped (reload or shutdown)"))
         for task in self._readers:
             if task is not asyncio.current_task():
                 task.cancel()
+
+    def _reader_stopped(self, task: asyncio.Task[None]) -> None:
+        """The stdout reader must never stop while the process lives; if it does, the worker is unusable."""
+        if task.cancelled() or task.exception() is None:
+            return
+        _log.error("the stdout reader of %s failed: %r", self.name, task.exception())
+        current = self._current
+        if current is not None and not current.done.done():
+            current.done.set_exception(WorkerCrashed("the worker's output could not be read"))
+        self._exited.set()
+        self._killing = asyncio.ensure_future(self.kill())
 
     async def _send(self, message: dict[str, Any]) -> None:
         assert self.process is not None and self.process.stdin is not None
@@ -149,8 +175,13 @@ class DenoWorker:
         while True:
             try:
                 raw = await stream.readline()
-            except ValueError:  # a line longer than the stream limit: stray output, skip it
+            except ValueError:  # a line longer than the stream limit: the invocation's output is unreadable
                 await stream.read(_STREAM_LIMIT)
+                current = self._current
+                if current is not None and not current.done.done():
+                    current.done.set_exception(OutputTooLarge(
+                        f"the function wrote a message over {_STREAM_LIMIT // (1024 * 1024)} MiB "
+                        "(return value or log line)"))
                 continue
             if not raw:
                 return
@@ -164,8 +195,8 @@ class DenoWorker:
                 self._stray(line[:index], "info")
             try:
                 frame = json.loads(line[index + len(marker):])
-            except json.JSONDecodeError:
-                self._stray(line, "info")
+            except (ValueError, RecursionError):  # not JSON, or nested too deep for the parser
+                self._too_deep(line)
                 continue
             self._on_frame(frame)
 
@@ -202,6 +233,16 @@ class DenoWorker:
         if code is not None and code < 0:
             return f"the Deno worker was killed by signal {-code}"
         return f"the Deno worker exited with code {code}"
+
+    def _too_deep(self, line: str) -> None:
+        current = self._current
+        if current is None:
+            return
+        if '"t":"done"' in line[:200] and not current.done.done():
+            current.done.set_exception(OutputTooLarge("the function's return value could not be decoded "
+                                                      "(nested too deeply)"))
+        else:
+            self._stray("a log line or span could not be decoded (nested too deeply); dropped", "warn")
 
     def _stray(self, text: str, level: str) -> None:
         current = self._current
@@ -248,6 +289,11 @@ class DenoWorker:
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             if not getattr(exc, "status", None):
                 _log.exception("RPC %s failed", frame.get("method"))
-            reply.update(ok=False, error={"status": status, "code": code, "message": message})
+            error: dict[str, Any] = {"status": status, "code": code, "message": message}
+            retry_after = (getattr(exc, "headers", None) or {}).get("Retry-After") or \
+                (getattr(exc, "headers", None) or {}).get("retry-after")
+            if retry_after is not None:
+                error["retry_after"] = str(retry_after)
+            reply.update(ok=False, error=error)
         with contextlib.suppress(WorkerCrashed):
             await self._send(reply)

@@ -101,6 +101,8 @@ class FunctionConfig(_Model):
         for host in value:
             if not _HOST.match(host):
                 raise ValueError(f"{host!r} is not a host name (optionally with :port)")
+            if host.count(":") == 1 and not 1 <= int(host.rsplit(":", 1)[1]) <= 65535:
+                raise ValueError(f"{host!r}: the port must be from 1 to 65535")
             bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             if bare.lower() in {"localhost", "localhost.localdomain"}:
                 raise ValueError(f"{host!r}: loopback hosts are always denied")

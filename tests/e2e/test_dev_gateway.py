@@ -74,3 +74,10 @@ def test_api_key_route_rate_limit_cors_and_gateway_span(project, dev_server_fact
     assert gateway.attrs["auth.outcome"] == "allow"
     dumped = json.dumps([s.to_dict() for s in store.get_trace(allowed.headers["x-request-id"])])
     assert key not in dumped
+
+
+def test_dashboard_refuses_a_foreign_host_header(project, dev_server_factory):
+    server = dev_server_factory(project)
+    assert server.client.get("/_flux/").status_code == 200
+    rebound = server.client.get("/_flux/api/traces", headers={"host": "attacker.example.com"})
+    assert rebound.status_code == 403

@@ -19,6 +19,7 @@ const stdout = Deno.stdout;
 const scope = new AsyncLocalStorage<Scope>();
 const pending = new Map<number, Pending>();
 let nonce = "";
+const MAX_RESULT_CHARS = 32 * 1024 * 1024;  // well under the host's 64 MiB frame limit
 let nextCallId = 1;
 let currentInv = 0;
 
@@ -44,9 +45,10 @@ function newSpanId(): string {
 }
 
 class FluxError extends Error {
-  status: number;
-  code: string;
-  constructor(status: number, code: string, message: string) {
+  declare readonly status: number;
+  declare readonly code: string;
+  declare readonly retryAfter?: string;
+  constructor(status: number, code: string, message: string, retryAfter?: string) {
     super(message);
     this.name = "FluxError";
     if (!Number.isInteger(status) || status < 400 || status > 599) {
@@ -55,8 +57,10 @@ class FluxError extends Error {
     if (typeof code !== "string" || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) {
       throw new TypeError(`FluxError code must be snake_case, got ${JSON.stringify(code)}`);
     }
-    this.status = status;
-    this.code = code;
+    // Read-only, so the status the host sees is the one that was validated here.
+    Object.defineProperty(this, "status", { value: status, enumerable: true });
+    Object.defineProperty(this, "code", { value: code, enumerable: true });
+    if (retryAfter !== undefined) Object.defineProperty(this, "retryAfter", { value: retryAfter, enumerable: true });
   }
 }
 (globalThis as any).FluxError = FluxError;
@@ -97,10 +101,11 @@ function call(method: string, params: unknown): Promise<any> {
   });
 }
 
-function errorFromReply(error: { status?: number; code?: string; message?: string }): Error {
+function errorFromReply(error: { status?: number; code?: string; message?: string; retry_after?: string }): Error {
   const status = error.status ?? 500;
   const code = error.code && /^[a-z][a-z0-9_]{0,63}$/.test(error.code) ? error.code : "function_error";
-  return new FluxError(status >= 400 && status <= 599 ? status : 500, code, error.message ?? "call failed");
+  return new FluxError(status >= 400 && status <= 599 ? status : 500, code, error.message ?? "call failed",
+                       error.retry_after);
 }
 
 async function withSpan<T>(kind: string, name: string, attrs: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
@@ -191,7 +196,8 @@ function sourceLocation(stack: string | undefined): { file?: string; line?: numb
 
 function describeError(err: unknown) {
   if (err instanceof FluxError) {
-    return { status: err.status, code: err.code, message: err.message, user: true, stack: err.stack, ...sourceLocation(err.stack) };
+    return { status: err.status, code: err.code, message: err.message, user: true, retry_after: err.retryAfter,
+             stack: err.stack, ...sourceLocation(err.stack) };
   }
   if (err instanceof Error) {
     return { status: 500, code: "function_error", name: err.name, message: `${err.name}: ${err.message}`, stack: err.stack, ...sourceLocation(err.stack) };
@@ -212,14 +218,18 @@ async function invoke(message: any): Promise<void> {
   try {
     const ctx = makeCtx(message);
     const value = await scope.run({ inv, spanId: message.ctx?.spanId ?? "" }, async () => await handler!(message.input, ctx));
-    let encoded: Json;
+    let text: string;
     try {
-      encoded = value === undefined ? null : JSON.parse(JSON.stringify(value));
+      text = value === undefined ? "null" : JSON.stringify(value);
     } catch (err) {
       writeFrame({ t: "done", id: inv, ok: false, error: { status: 500, code: "function_error", message: `the return value is not JSON: ${(err as Error).message}` } });
       return;
     }
-    writeFrame({ t: "done", id: inv, ok: true, value: encoded });
+    if (text.length > MAX_RESULT_CHARS) {
+      writeFrame({ t: "done", id: inv, ok: false, error: { status: 500, code: "function_error", message: `the return value is ${Math.round(text.length / 1048576)} MiB of JSON; the limit is ${MAX_RESULT_CHARS / 1048576} MiB` } });
+      return;
+    }
+    writeFrame({ t: "done", id: inv, ok: true, value: JSON.parse(text) });
   } catch (err) {
     writeFrame({ t: "done", id: inv, ok: false, error: describeError(err) });
   }

@@ -142,3 +142,19 @@ def test_cwd_is_the_project_root(tmp_path: Path) -> None:
 def test_deno_executable_honours_flux_deno(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLUX_DENO", "/custom/deno")
     assert deno_executable() == "/custom/deno"
+
+
+def test_a_path_with_a_comma_is_refused_rather_than_widening_allow_read(tmp_path):
+    import json
+
+    from functions.runtime.errors import WorkerStartFailed
+    from functions.runtime.sandbox import worker_command
+    from functions.shared.manifest import load_project
+
+    root = tmp_path / "my,project"
+    (root / "functions" / "f").mkdir(parents=True)
+    (root / "flux.json").write_text(json.dumps({"name": "p"}))
+    (root / "functions" / "f" / "index.ts").write_text("export default async () => 1;")
+    spec = load_project(root).functions["f"]
+    with pytest.raises(WorkerStartFailed, match="','"):
+        worker_command(spec, deno="deno", cache_dir=tmp_path / "cache", project_root=root)

@@ -444,3 +444,10 @@ def test_project_schema_accepts_auth_shorthand() -> None:
 def test_python_field_name_async_underscore_is_an_unknown_key(make_project) -> None:
     problem = only_problem(make_project(None, {"fn": {"async_": True}}))
     assert "unknown key" in problem
+
+
+@pytest.mark.parametrize("host", ["example.com:0", "example.com:65536", "example.com:99999"])
+def test_allow_net_ports_must_be_in_range(make_project, host):
+    root = make_project(None, {"f": {"allow_net": [host]}})
+    with pytest.raises(ManifestError, match="port"):
+        load_project(root)
