@@ -132,9 +132,13 @@ class DenoWorker:
         if process is None:
             return
         if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
+            # The worker leads its own process group, so this reaches it and anything it spawned. (No
+            # process.kill() after it: Popen polls first and would reap the child behind asyncio's watcher.)
+            try:
                 os.killpg(process.pid, signal.SIGKILL)
-            with contextlib.suppress(ProcessLookupError):
+            except ProcessLookupError:
+                pass
+            except PermissionError:
                 process.kill()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(process.wait(), 5)
