@@ -66,7 +66,7 @@ def _sink(env: Mapping[str, str], project: Project) -> SpanSink:
 
     store = DynamoSpanStore(boto3.client("dynamodb"), table, shards=int(env.get("SPANS_SHARDS") or DEFAULT_SHARDS),
                             retention_days=project.config.observability.retention_days)
-    return SafeSink(BufferedSink(store))
+    return SafeSink(BufferedSink(store, linger_s=0))  # flushed before every response anyway
 
 
 def _services(env: Mapping[str, str], project: Project) -> Services:
