@@ -62,10 +62,17 @@ def _short_path(file: str) -> str:
     return file
 
 
+# Flux frames at the root of every main-thread stack (the command that runs the loop): skipped when
+# looking for the innermost Flux module, or every sample of the loop would be charged to them.
+ENTRY_FRAMES = {("cli/main.py", "main"), ("cli/commands/local.py", "dev"), ("bench/whatif.py", "serve_main")}
+
+
 def layer_of(stack: list[dict[str, Any]]) -> str:
-    """The innermost Flux module on the stack (leaf first), else the leaf's library."""
+    """The innermost Flux module on the stack (leaf first, entry frames skipped), else the leaf's library."""
     for frame in reversed(stack):
         short = _short_path(frame.get("file") or "")
+        if (short, str(frame.get("name") or "")) in ENTRY_FRAMES:
+            continue
         if short.startswith(("functions/", "cli/")):
             return short.rsplit(".py", 1)[0].replace("/", ".")
     leaf = _short_path(stack[-1].get("file") or "?") if stack else "?"

@@ -182,7 +182,8 @@ def git_sha() -> str:
         return done.stdout.strip()
 
     sha = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    return sha + (" (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench")
+    return sha + (" (with uncommitted changes outside bench/)" if changed else "")
 
 
 def write_json(result: dict[str, Any], out_dir: Path) -> Path:
