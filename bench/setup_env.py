@@ -60,7 +60,7 @@ WHATIF_REQUIREMENTS = REPO / "bench" / "requirements-whatif.txt"
 
 
 def ensure_whatif_extras(say=print) -> Path:
-    """uvloop + httptools in a folder of their own, for bench.whatif's "uvloop" variant only."""
+    """uvloop + httptools in a folder of their own, for the uvloop variants of bench.whatif only."""
     target = BENCH_VENV / "whatif"
     stamp = target / ".installed"
     digest = hashlib.sha256(WHATIF_REQUIREMENTS.read_bytes()).hexdigest()
