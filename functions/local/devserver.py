@@ -64,6 +64,9 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
         out(f"flux dev could not start: {exc.message}")
         await stack.stop()
         return 1
+    except BaseException:  # anything else (a bug, Ctrl-C during start): still stop what already started
+        await stack.stop()
+        raise
     server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
                                     access_log=False, timeout_graceful_shutdown=5))
     watcher: asyncio.Task[None] | None = None
