@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.gateway.errors import KeyNameTaken, KeyStoreError
 from functions.gateway.keys import ApiKey, ApiKeyStore
+from functions.shared.aws_errors import describe, error_code
 
 _KEY = "key#"
 _NAME = "name#"
@@ -62,7 +63,7 @@ class DynamoApiKeyStore(ApiKeyStore):
             reasons = exc.response.get("CancellationReasons") or []
             if reasons and reasons[0].get("Code") == "ConditionalCheckFailed":
                 raise KeyNameTaken(record.name) from None
-            raise KeyStoreError(f"cannot store API key {record.name!r}: {_describe(exc)}") from exc
+            raise KeyStoreError(f"cannot store API key {record.name!r}: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise KeyStoreError(f"cannot store API key {record.name!r}: {exc}") from exc
 
@@ -89,7 +90,7 @@ class DynamoApiKeyStore(ApiKeyStore):
                     return records
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise KeyStoreError(f"cannot list API keys: {_describe(exc)}") from exc
+            raise KeyStoreError(f"cannot list API keys: {describe(exc)}") from exc
 
     def set_revoked(self, name: str) -> bool:
         pointer = self._get(_NAME + name)
@@ -106,7 +107,7 @@ class DynamoApiKeyStore(ApiKeyStore):
         try:
             response = self.client.get_item(TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
-            raise KeyStoreError(f"cannot read API keys: {_describe(exc)}") from exc
+            raise KeyStoreError(f"cannot read API keys: {describe(exc)}") from exc
         return response.get("Item")
 
     def _update(self, pk: str, expression: str, values: dict[str, Any], *, what: str) -> bool:
@@ -115,9 +116,9 @@ class DynamoApiKeyStore(ApiKeyStore):
             self.client.update_item(TableName=self.table, Key={"pk": {"S": pk}}, UpdateExpression=expression,
                                     ConditionExpression="attribute_exists(pk)", ExpressionAttributeValues=values)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise KeyStoreError(f"cannot {what}: {_describe(exc)}") from exc
+            raise KeyStoreError(f"cannot {what}: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise KeyStoreError(f"cannot {what}: {exc}") from exc
         return True
@@ -130,10 +131,3 @@ def _record(item: dict[str, Any]) -> ApiKey:
         scope=item["scope"]["S"], created_at=float(item["created_at"]["N"]),
         last_used_at=float(last_used["N"]) if last_used else None, revoked=bool(item["revoked"]["BOOL"]),
     )
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}"
-    return str(exc)

@@ -28,6 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.gateway.errors import RateLimitStoreError
 from functions.gateway.ratelimit import Policy, RateDecision, RateLimiter, gcra
+from functions.shared.aws_errors import describe, error_code
 from functions.shared.manifest import RateLimit
 
 _NS = 1_000_000_000
@@ -68,7 +69,7 @@ class DynamoRateLimiter(RateLimiter):
             response = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True,
                                             ProjectionExpression="tat")
         except (ClientError, BotoCoreError) as exc:
-            raise RateLimitStoreError(f"rate-limit store read failed: {_describe(exc)}") from exc
+            raise RateLimitStoreError(f"rate-limit store read failed: {describe(exc)}") from exc
         item = response.get("Item")
         return int(item["tat"]["N"]) if item and "tat" in item else None
 
@@ -83,16 +84,9 @@ class DynamoRateLimiter(RateLimiter):
         try:
             self.client.put_item(TableName=self.table, Item=item, **condition)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
-            raise RateLimitStoreError(f"rate-limit store write failed: {_describe(exc)}") from exc
+            raise RateLimitStoreError(f"rate-limit store write failed: {describe(exc)}") from exc
         except BotoCoreError as exc:
             raise RateLimitStoreError(f"rate-limit store write failed: {exc}") from exc
         return True
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}"
-    return str(exc)

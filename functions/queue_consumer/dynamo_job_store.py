@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.queue_consumer.errors import QueueUnavailable
 from functions.queue_consumer.ports import Counters, JobStatus, JobStore
+from functions.shared.aws_errors import error_code
 
 
 def create_jobs_table(client: Any, name: str) -> None:
@@ -47,7 +48,7 @@ class DynamoJobStore(JobStore):
         try:
             return getattr(self.client, operation)(TableName=self.table, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 raise
             raise QueueUnavailable(f"job store {self.table}: {exc}") from exc
         except BotoCoreError as exc:

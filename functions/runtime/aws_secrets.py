@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from functions.shared.aws_errors import error_code
 from functions.shared.errors import FluxError
 from functions.shared.secrets import SecretInfo, SecretsStore, check_name
 
@@ -42,7 +43,7 @@ class SecretsManagerStore(SecretsStore):
         try:
             response = self.client.get_secret_value(SecretId=self._id(name))
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+            code = error_code(exc)
             if code == "ResourceNotFoundException":
                 return None
             raise SecretUnavailable(f"cannot read secret {name!r}: {code}") from exc
