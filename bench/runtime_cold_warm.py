@@ -36,7 +36,7 @@ async def measure(rounds: int, warm_calls: int) -> tuple[list[float], list[float
     warm: list[float] = []
     call = CallContext("a" * 32, None, "", "a" * 32, NullSink())
     for _ in range(rounds):
-        runtime = Runtime(load_project(root), sink=NullSink(),
+        runtime = Runtime(load_project(root),
                           options=RuntimeOptions(state_dir=root / ".flux", min_warm=0))
         started = time.perf_counter()
         await runtime.invoke("hello", {"name": "x"}, call)

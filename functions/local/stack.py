@@ -78,7 +78,7 @@ class LocalStack:
         self.sink: SpanSink = SafeSink(self._buffer) if self._buffer is not None else NullSink()
         self.secrets = SqliteSecretsStore(self.paths.secrets)
         self.services = Services(secrets=self.secrets)
-        self.runtime = Runtime(self.project, sink=self.sink, services=self.services,
+        self.runtime = Runtime(self.project, services=self.services,
                                options=RuntimeOptions(state_dir=self.paths.root, min_warm=min_warm,
                                                       max_workers=max_workers))
         self.on_job = on_job

@@ -27,7 +27,7 @@ from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, FunctionError, UserError, ValidationFailed, error_for_code
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.secrets import SecretsStore
-from functions.shared.spans import LOG_LEVELS, LogRecord, Span, SpanSink, redact, start_span
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span, redact, start_span
 
 _log = logging.getLogger("flux.runtime")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -66,10 +66,9 @@ class _Collected:
 
 
 class Runtime:
-    def __init__(self, project: Project, *, sink: SpanSink, options: RuntimeOptions,
-                 services: Services | None = None) -> None:
+    def __init__(self, project: Project, *, options: RuntimeOptions, services: Services | None = None) -> None:
+        """Spans and logs go to each invocation's ``CallContext.sink``, chosen by whoever calls."""
         self.project = project
-        self.sink = sink
         self.options = options
         self.services = services or Services()
         self._deno = options.deno or deno_executable()

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from functions.gateway.decision import auth_for_ctx, denial, gateway_span_attrs, ratelimit_headers
+from functions.gateway.decision import auth_for_ctx, authorizer_context, denial, gateway_span_attrs, ratelimit_headers
 from functions.gateway.validation import read_json_input, validate_input
 from functions.runtime.ports import Invoker, QueueService
 from functions.shared.apigw import event_body, proxy_result
@@ -31,11 +31,6 @@ from functions.shared.spans import SpanSink, start_span
 
 _log = logging.getLogger("flux.runtime")
 
-
-def authorizer_context(event: dict[str, Any]) -> dict[str, Any] | None:
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    context = authorizer.get("lambda")
-    return context if isinstance(context, dict) else None
 
 
 class HttpPipeline:

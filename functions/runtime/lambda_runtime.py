@@ -119,7 +119,7 @@ def build_state(env: Mapping[str, str] = os.environ) -> LambdaState:
         deno_dir=Path(env["FLUX_DENO_DIR"]) if env.get("FLUX_DENO_DIR") else None,
     )
     services = _services(env, project)
-    runtime = Runtime(project, sink=sink, options=options, services=services)
+    runtime = Runtime(project, options=options, services=services)
     pipeline = HttpPipeline(project, runtime, sink=sink, enqueue=services.queue)
     return LambdaState(project, runtime, pipeline, sink)
 

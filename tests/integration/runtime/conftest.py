@@ -110,7 +110,6 @@ class Harness:
         self.stack = LocalStack(root, min_warm=1, max_workers=2, use_database=False)
         self.memory = MemorySink()
         self.stack.sink = self.memory
-        self.stack.runtime.sink = self.memory
         self.stack.pipeline.sink = self.memory
         self.run(self.stack.start())
 

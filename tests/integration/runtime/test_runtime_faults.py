@@ -76,7 +76,7 @@ def env(tmp_path_factory: pytest.TempPathFactory):
         (root / "functions" / name / "flux.json").write_text(json.dumps(config))
     loop = asyncio.new_event_loop()
     sink = MemorySink()
-    runtime = Runtime(load_project(root), sink=sink, options=RuntimeOptions(state_dir=root / ".flux", max_workers=3),
+    runtime = Runtime(load_project(root), options=RuntimeOptions(state_dir=root / ".flux", max_workers=3),
                       services=Services(db=DownDatabase(), secrets=MemorySecretsStore({"API_TOKEN": "tok-abcdef123"})))
     loop.run_until_complete(runtime.start())
     yield loop, runtime, sink
