@@ -146,6 +146,9 @@ def test_cli_trace_tail_logs_and_why(shop):
         or "saying hello" in logs.stdout
     tail = flux("tail", "--count", "1", "--json", "-C", str(shop.project), timeout=60)
     assert tail.returncode == 0, tail.stderr
+    row = json.loads(tail.stdout.strip().splitlines()[0])
+    assert len(row["trace_id"]) == 32 and row["http_status"] in (200, 202, 400, 401, 404)
+    assert row["method"] in ("GET", "POST") and row["route"].startswith("/")
     failing = shop.client.get("/orders/not-a-number")
     assert failing.status_code == 400
     crashed = shop.client.post("/orders", json={"user_id": 1, "items": [{"product_id": 999999, "quantity": 1}]})
