@@ -252,10 +252,14 @@ class EmbeddedPostgres:
             return False
 
     def _write_hba(self) -> None:
+        """Flux's ``pg_hba.conf``, owned like the data directory (a running legacy server must read it)."""
         path = self.data_dir / "pg_hba.conf"
         temp = path.with_name(".pg_hba.conf.tmp")
         temp.write_text(HBA_CONF)
         temp.chmod(0o600)
+        owner = self.data_dir.stat()
+        if (owner.st_uid, owner.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(temp, owner.st_uid, owner.st_gid)
         os.replace(temp, path)
 
     def _initdb(self) -> None:
@@ -302,7 +306,24 @@ class EmbeddedPostgres:
                 f"a Postgres server (pid {info.pid}) is running on {self.data_dir} with a password Flux does not "
                 f"have. Fix: stop it (kill -INT {info.pid}) and start again; Flux then sets a new password.") \
                 from None
+        self._await_reload(info)
         return password
+
+    def _await_reload(self, info: ServerInfo) -> None:
+        """The reload is asynchronous (SIGHUP): wait until a connection without the password is refused."""
+        import psycopg
+
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                psycopg.connect(pg_cluster.build_dsn(info, None, self.database), connect_timeout=2).close()
+            except psycopg.OperationalError:
+                return
+            time.sleep(0.05)
+        raise EmbeddedPostgresError(
+            f"the Postgres server (pid {info.pid}) on {self.data_dir} still accepts connections without a password "
+            f"after its pg_hba.conf was rewritten (see {self.data_dir}/server.log). Fix: stop it "
+            f"(kill -INT {info.pid}) and start again.")
 
     # -- the server process --------------------------------------------------------------------------
 

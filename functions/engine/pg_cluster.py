@@ -180,7 +180,7 @@ def diagnose(what: str, output: str, *, data_dir: Path, host: str, port: int | N
         return Diagnosis(port_in_use(host, port))
     if "database files are incompatible with server" in output:
         found = re.search(r"initialized by PostgreSQL version (\d+)", output)
-        server = re.search(r"compatible with version (\d+)", output)
+        server = re.search(r"compatible with (?:this )?version (\d+)", output)
         if found and server:
             message = version_mismatch(data_dir, int(found.group(1)), int(server.group(1)))
             if message:
