@@ -347,3 +347,34 @@ def test_the_password_is_never_printed_by_flux_db(private_dir: Path) -> None:
     password = (project / ".flux" / "pg.password").read_text().strip()
     assert password not in result.stdout + result.stderr
     assert not EmbeddedPostgres(project / ".flux" / "pg").is_running()    # started for the command, stopped after
+
+
+DISK_FULL = r"""
+import sys
+from functions.engine.embedded_pg import EmbeddedPostgres
+from functions.engine.errors import EmbeddedPostgresError
+try:
+    EmbeddedPostgres(sys.argv[1], durable=False).start()
+except EmbeddedPostgresError as exc:
+    print(exc.message)
+else:
+    print("started")
+"""
+
+
+@pytest.mark.skipif(not ROOT or shutil.which("unshare") is None, reason="mounts a tiny tmpfs, which needs root")
+def test_a_full_disk_is_a_clear_error(private_dir: Path) -> None:
+    """initdb on a 3 MB tmpfs, mounted in a private mount namespace of a child (nothing changes outside it)."""
+    mount = private_dir / "small"
+    mount.mkdir()
+    script = (f"mount -t tmpfs -o size=3m flux-test {mount} && exec {sys.executable} -c '{DISK_FULL}' "
+              f"{mount}/pg")
+    result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                            capture_output=True, text=True, timeout=120, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    if result.returncode != 0 and "mount" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    assert f"the disk holding {mount}/pg is full (No space left on device)" in result.stdout
+    assert "Fix: free some space" in result.stdout
+    assert not any(mount.iterdir())     # the tmpfs was only ever visible to the child
