@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 ROOT = os.geteuid() == 0
+PYTHONPATH = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture
@@ -102,7 +103,7 @@ def test_several_processes_start_servers_at_once_with_no_server_user(private_dir
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         contested = probe.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": f"{fake_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH, "PATH": f"{fake_bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
     children = [subprocess.Popen([sys.executable, "-c", CHILD, str(private_dir / f"p{i}" / ".flux" / "pg"), str(go),
                                   str(stop), str(contested), str(lookups)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
@@ -339,7 +340,7 @@ def test_the_password_is_never_printed_by_flux_db(private_dir: Path) -> None:
     (project / "schema").mkdir(parents=True)
     (project / "flux.json").write_text(json.dumps({"name": "app"}))
     (project / "schema" / "001_t.sql").write_text("CREATE TABLE t (id int primary key);\n")
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONPATH": str(REPO)}
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {"PYTHONPATH": PYTHONPATH}
     result = subprocess.run([sys.executable, "-m", "cli.main", "db", "migrate", "-C", str(project)],
                             capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -371,7 +372,7 @@ def test_a_full_disk_is_a_clear_error(private_dir: Path) -> None:
               f"{mount}/pg")
     result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                             capture_output=True, text=True, timeout=120, cwd=REPO,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": PYTHONPATH})
     if result.returncode != 0 and "mount" in result.stderr:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
     assert result.returncode == 0, result.stderr
