@@ -19,7 +19,8 @@ the cause and the fixes.
 **Who may connect.** The cluster uses scram-sha-256 for unix-socket and loopback TCP
 connections (``pg_hba.conf`` is Flux's, see :data:`~functions.engine.pg_cluster.HBA_CONF`),
 with a generated password kept next to the data directory in ``<name>.password``
-(``.flux/pg.password``, mode 0600, created atomically with that mode). The DSN carries the
+(``.flux/pg.password``, mode 0600, created atomically with that mode; both files are kept by
+:mod:`functions.engine.embedded_pg_auth`). The DSN carries the
 password, so the engine, migrations, ``flux db`` and the advisor need nothing else; display
 code uses :func:`~functions.engine.pg_cluster.redact_dsn`. The unix socket lives in the 0700
 data directory, so other users cannot even reach it. A cluster created by an earlier Flux with
@@ -55,8 +56,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from functions.engine import pg_cluster, runas_userns
+from functions.engine.embedded_pg_auth import ClusterAuth
 from functions.engine.errors import EmbeddedPostgresError
-from functions.engine.pg_cluster import DB_USER, HBA_CONF, ServerInfo
+from functions.engine.pg_cluster import DB_USER, ServerInfo
 from functions.shared.local_io import pid_alive
 
 __all__ = ["DB_USER", "EmbeddedPostgres", "ServerInfo", "binaries_dir"]
@@ -95,7 +97,8 @@ class EmbeddedPostgres:
     def __init__(self, data_dir: str | Path, *, host: str = "127.0.0.1", port: int | None = None,
                  database: str = "postgres", durable: bool = True, start_timeout_s: int = 30) -> None:
         self.data_dir = Path(data_dir).resolve()
-        self.password_file = self.data_dir.parent / f"{self.data_dir.name}.password"
+        self.auth = ClusterAuth(self.data_dir)
+        self.password_file = self.auth.password_file
         self.host = host
         self.port = port
         self.database = database
@@ -112,7 +115,7 @@ class EmbeddedPostgres:
         info = self.info()
         if info is None:
             raise EmbeddedPostgresError(f"no Postgres server is running on {self.data_dir}")
-        return pg_cluster.build_dsn(info, self._read_password(), self.database)
+        return pg_cluster.build_dsn(info, self.auth.read_password(), self.database)
 
     def start(self) -> str:
         """Start (or reuse) the server and return its DSN (which carries the password)."""
@@ -125,7 +128,7 @@ class EmbeddedPostgres:
                     info = self._start_server()
                     self.started_here = True
                 else:
-                    password = self._secure_running(info)
+                    password = self.auth.secure_running(info, self.database)
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise EmbeddedPostgresError(pg_cluster.disk_full(self.data_dir)) from None
@@ -188,21 +191,21 @@ class EmbeddedPostgres:
             self._own_data_dir()
         self.data_dir.chmod(0o700)
         self._remove_stale_pidfile()
-        password, created = self._ensure_password()
+        password, created = self.auth.ensure_password()
         version_file = self.data_dir / "PG_VERSION"
         if not version_file.exists():
             self._initdb()
-            self._write_hba()
+            self.auth.write_hba()
             return password
         cluster = pg_cluster.major_version(version_file.read_text())
         problem = pg_cluster.version_mismatch(self.data_dir, cluster or 0, server_major_version())
         if problem:
             raise EmbeddedPostgresError(problem)
-        if created or not self._hba_current():
+        if created or not self.auth.hba_current():
             # A cluster from before passwords (trust), or one whose password file was lost: set the
             # password first, then close the door, so a crash in between leaves a retryable state.
             self._set_password_offline(password)
-            self._write_hba()
+            self.auth.write_hba()
         return password
 
     def _own_data_dir(self) -> None:
@@ -216,51 +219,6 @@ class EmbeddedPostgres:
             return
         for path in [self.data_dir, *self.data_dir.rglob("*")]:
             os.lchown(path, uid, gid)
-
-    def _ensure_password(self) -> tuple[str, bool]:
-        """The cluster's password, generating it (mode 0600 from the first byte) when there is none."""
-        path = self.password_file
-        if path.exists():
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-            return self._read_password(), False
-        password = secrets.token_urlsafe(24)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)    # exactly 0600 whatever the umask
-            os.write(fd, f"{password}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        return password, True
-
-    def _read_password(self) -> str:
-        try:
-            return self.password_file.read_text().strip()
-        except FileNotFoundError:
-            raise EmbeddedPostgresError(
-                f"the password of the embedded Postgres on {self.data_dir} is missing ({self.password_file}). "
-                f"Fix: stop the server (kill -INT the pid in {self.data_dir}/postmaster.pid) and start again; "
-                f"Flux then sets a new password.") from None
-
-    def _hba_current(self) -> bool:
-        try:
-            return (self.data_dir / "pg_hba.conf").read_text() == HBA_CONF
-        except FileNotFoundError:
-            return False
-
-    def _write_hba(self) -> None:
-        """Flux's ``pg_hba.conf``, owned like the data directory (a running legacy server must read it)."""
-        path = self.data_dir / "pg_hba.conf"
-        temp = path.with_name(".pg_hba.conf.tmp")
-        temp.write_text(HBA_CONF)
-        temp.chmod(0o600)
-        owner = self.data_dir.stat()
-        if (owner.st_uid, owner.st_gid) != (os.geteuid(), os.getegid()):
-            os.chown(temp, owner.st_uid, owner.st_gid)
-        os.replace(temp, path)
 
     def _initdb(self) -> None:
         argv = [str(binaries_dir() / "initdb"), "-D", str(self.data_dir), "--auth=scram-sha-256",
@@ -284,46 +242,6 @@ class EmbeddedPostgres:
         if "ERROR" in output:
             raise EmbeddedPostgresError(f"setting the password of the embedded Postgres on {self.data_dir} "
                                         f"failed:\n{output.replace(verifier, '***')[-2000:]}")
-
-    def _secure_running(self, info: ServerInfo) -> str:
-        """A server already running: ours as is, or one an earlier Flux started with trust, secured live."""
-        if self.password_file.exists() and self._hba_current():
-            return self._read_password()
-        import psycopg
-        from psycopg import sql
-
-        password, _ = self._ensure_password()
-        verifier = pg_cluster.scram_verifier(password, secrets.token_bytes(16))
-        try:
-            with psycopg.connect(pg_cluster.build_dsn(info, None, self.database), autocommit=True,
-                                 connect_timeout=5) as conn:
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(DB_USER),
-                                                                          sql.Literal(verifier)))
-                self._write_hba()
-                conn.execute("SELECT pg_reload_conf()")
-        except psycopg.OperationalError:
-            raise EmbeddedPostgresError(
-                f"a Postgres server (pid {info.pid}) is running on {self.data_dir} with a password Flux does not "
-                f"have. Fix: stop it (kill -INT {info.pid}) and start again; Flux then sets a new password.") \
-                from None
-        self._await_reload(info)
-        return password
-
-    def _await_reload(self, info: ServerInfo) -> None:
-        """The reload is asynchronous (SIGHUP): wait until a connection without the password is refused."""
-        import psycopg
-
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            try:
-                psycopg.connect(pg_cluster.build_dsn(info, None, self.database), connect_timeout=2).close()
-            except psycopg.OperationalError:
-                return
-            time.sleep(0.05)
-        raise EmbeddedPostgresError(
-            f"the Postgres server (pid {info.pid}) on {self.data_dir} still accepts connections without a password "
-            f"after its pg_hba.conf was rewritten (see {self.data_dir}/server.log). Fix: stop it "
-            f"(kill -INT {info.pid}) and start again.")
 
     # -- the server process --------------------------------------------------------------------------
 
