@@ -30,8 +30,8 @@ def pg_server_dsn() -> Iterator[str]:
     if external:
         yield external
         return
-    # Not under pytest's tmp_path: pytest keeps that tree private (0700) and re-tightens it when another
-    # xdist worker starts, which would lock out the server's own (non-root) user mid-session.
+    # Not under pytest's tmp_path: the server lives for the whole session, and pytest prunes and
+    # re-creates its tmp tree when other xdist workers start.
     base = Path(tempfile.mkdtemp(prefix="flux-pg-test-"))
     server = EmbeddedPostgres(base / "data", durable=False)
     dsn = server.start()

@@ -12,6 +12,7 @@ The pipeline is deliberately a chain of small, separately testable steps:
     opt-in result :mod:`cache`.
 
 Around that: :mod:`detectors` (N+1, slow queries) and :mod:`advice` (planner-checked index
-suggestions, schema graph) read spans; :mod:`migrations`, :mod:`embedded_pg`, :mod:`locate`
-and :mod:`handler` (the engine Lambda) manage the database itself.
+suggestions, schema graph) read spans; :mod:`migrations`, :mod:`embedded_pg` (with its pure rules
+in :mod:`pg_cluster` and, for root, :mod:`runas_userns`), :mod:`locate` and :mod:`handler` (the
+engine Lambda) manage the database itself.
 """

@@ -5,6 +5,9 @@ server some earlier ``flux dev`` left running is reused rather than restarted.
 :meth:`DatabaseLocation.stop` stops it only if *this* process started it, so
 ``flux db schema`` run next to a running ``flux dev`` never pulls the database from
 under it.
+
+The embedded server's DSN carries its password (see :mod:`functions.engine.embedded_pg`);
+``repr`` and :attr:`DatabaseLocation.display_dsn` show it redacted.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import ValidationError
 
 from functions.engine.embedded_pg import EmbeddedPostgres
+from functions.engine.pg_cluster import redact_dsn
 from functions.shared.manifest import ManifestError, ProjectConfig
 
 Source = Literal["env", "flux.json", "embedded"]
@@ -26,9 +30,17 @@ Source = Literal["env", "flux.json", "embedded"]
 
 @dataclass(slots=True)
 class DatabaseLocation:
-    dsn: str
+    dsn: str = field(repr=False)
     source: Source
-    server: EmbeddedPostgres | None = None
+    server: EmbeddedPostgres | None = field(default=None, repr=False)
+
+    @property
+    def display_dsn(self) -> str:
+        """The DSN with any password replaced by ``***``: the only form to print or log."""
+        return redact_dsn(self.dsn)
+
+    def __repr__(self) -> str:
+        return f"DatabaseLocation(dsn={self.display_dsn!r}, source={self.source!r})"
 
     @property
     def started_here(self) -> bool:

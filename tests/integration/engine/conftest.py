@@ -48,7 +48,7 @@ class EngineHarness:
 
 @pytest.fixture
 def pg_home() -> Iterator[Path]:
-    """A scratch directory for embedded servers, outside pytest's private (0700) tmp tree."""
+    """A scratch directory for embedded servers (any directory works, a private 0700 one included)."""
     path = Path(tempfile.mkdtemp(prefix="flux-t-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)

@@ -29,7 +29,7 @@ def test_the_engine_lambda_serves_migrate_schema_graph_and_suggest(pg_dsn: str, 
     url = urlsplit(pg_dsn)
     with mock_aws():
         secret = boto3.client("secretsmanager").create_secret(Name="flux/db", SecretString=json.dumps({
-            "host": url.hostname, "port": url.port, "username": url.username, "password": "",
+            "host": url.hostname, "port": url.port, "username": url.username, "password": url.password or "",
             "dbname": url.path.lstrip("/")}))
         handler = make_handler(env={"DATABASE_SECRET_ARN": secret["ARN"], "DATABASE_SSLMODE": "disable",
                                     "FLUX_SCHEMA_DIR": str(SHOP / "schema"), "FLUX_SLOW_QUERY_MS": "50"})
