@@ -44,7 +44,7 @@ def api_gateway_event(body: dict, *, request_id: str | None = None) -> dict:
 
 @pytest.fixture
 def aws_project(tmp_path: Path, monkeypatch):
-    (tmp_path / "flux.json").write_text(json.dumps({"name": "lam"}))
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "lam", "secrets": ["GREETING_KEY"]}))
     fn = tmp_path / "functions" / "greet"
     fn.mkdir(parents=True)
     (fn / "index.ts").write_text("""
