@@ -35,7 +35,8 @@ class RouteTable:
 
     @classmethod
     def from_project(cls, project: Project) -> RouteTable:
-        routes = [Route(spec.name, spec.method, spec.route, _split(spec.route)) for spec in project.functions.values()]
+        routes = [Route(spec.name, spec.method, spec.route, _split(spec.route)) for spec in project.functions.values()
+                  if not spec.internal]  # internal functions are reached by ctx.function.invoke only
         return cls(routes)
 
     @property

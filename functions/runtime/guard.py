@@ -7,6 +7,7 @@ invocation. It
 
 * replaces every secret value handed to user code with ``[redacted]``, in names,
   messages, attribute and field keys and values;
+* replaces lone UTF-16 surrogates (which UTF-8 stores cannot hold) with U+FFFD;
 * bounds a request's logs (lines and bytes), its spans and the size of each
   attribute or field, counting what it drops; the function span then says how
   much was dropped and a final log line marks the truncation in the trace.
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from functions.shared.spans import LogRecord, Span, SpanSink, redact
+from functions.shared.spans import LogRecord, Span, SpanSink, redact, storable, storable_tree
 
 MAX_LOG_LINES = 1_000
 MAX_LOG_BYTES = 1024 * 1024
@@ -116,12 +117,12 @@ class GuardedSink(SpanSink):
         self.budget = budget
 
     def clean_span(self, span: Span) -> Span:
-        return replace(span, name=clip(redact(span.name, self.secrets), 256),
-                       attrs=bounded_attrs(redact(span.attrs, self.secrets)))
+        return replace(span, name=storable(clip(redact(span.name, self.secrets), 256)),
+                       attrs=storable_tree(bounded_attrs(redact(span.attrs, self.secrets))))
 
     def clean_log(self, record: LogRecord) -> LogRecord:
-        return replace(record, message=clip(redact(record.message, self.secrets), MAX_MESSAGE_CHARS),
-                       fields=bounded_attrs(redact(record.fields, self.secrets)))
+        return replace(record, message=storable(clip(redact(record.message, self.secrets), MAX_MESSAGE_CHARS)),
+                       fields=storable_tree(bounded_attrs(redact(record.fields, self.secrets))))
 
     def write_spans(self, spans: Sequence[Span]) -> None:
         kept = [self.clean_span(s) for s in spans if self.budget.take_span()]

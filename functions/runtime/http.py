@@ -45,7 +45,8 @@ class HttpPipeline:
 
     def set_project(self, project: Project) -> None:
         self.project = project
-        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()
+                              if not spec.internal}
 
     def function_for(self, event: dict[str, Any]) -> FunctionSpec | None:
         return self._by_route_key.get(str(event.get("routeKey") or ""))

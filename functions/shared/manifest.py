@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from functions.shared.errors import FluxError
+from functions.shared.links import function_read_roots, link_problems
 from functions.shared.netdeny import DENIED_NAMES, is_denied
 from functions.shared.secrets import SECRET_NAME
 
@@ -355,6 +356,14 @@ def load_project(root: str | Path) -> Project:
         if not entry.is_file():
             problems.append(f"{_relative(entry, root)}: missing (every function folder needs an index.ts)")
             continue
+        if folder.is_symlink():
+            problems.append(f"{_relative(folder, root)}: a function folder may not be a symbolic link "
+                            f"(it points to {folder.resolve()}); move the folder here instead")
+            continue
+        links = link_problems(folder, function_read_roots(folder, root), shown_from=root)
+        if links:
+            problems.extend(links)
+            continue
         data: Any = {}
         if config_file.is_file():
             try:
@@ -386,6 +395,8 @@ def load_project(root: str | Path) -> Project:
         )
         if specs[name].auth == "jwt" and project.auth.jwt is None:
             problems.append(f"{_relative(config_file, root)}: field 'auth': \"jwt\" needs 'auth.jwt' in flux.json")
+    if (root / "lib").is_dir():
+        problems.extend(link_problems(root / "lib", [root / "lib"], shown_from=root))
     if project.auth.default == "jwt" and project.auth.jwt is None:
         problems.append("flux.json: field 'auth.jwt': the default auth mode is \"jwt\" but no jwt settings are given")
     if problems:

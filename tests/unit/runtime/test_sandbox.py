@@ -11,8 +11,14 @@ from typing import Any
 
 import pytest
 
-from functions.runtime.sandbox import (BOOTSTRAP, DENIED_NETWORKS, NO_IMPORT_HOST, WorkerCommand, deno_executable,
-                                       worker_command)
+from functions.runtime.sandbox import (
+    BOOTSTRAP,
+    DENIED_NETWORKS,
+    NO_IMPORT_HOST,
+    WorkerCommand,
+    deno_executable,
+    worker_command,
+)
 from functions.shared.manifest import FunctionSpec, load_project
 
 DENO = "/opt/fake/deno"
