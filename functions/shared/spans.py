@@ -220,6 +220,12 @@ def _redact(value: Any, needles: list[str]) -> Any:
     return value
 
 
+def is_request_row(span: Span) -> bool:
+    """Whether a span starts a row of the traces list: a span without parent, or a gateway span that
+    continues a caller's trace (``root``). Only the gateway and the queue write such spans."""
+    return span.parent_span_id is None or (span.kind in ("gateway", "queue") and bool(span.attrs.get("root")))
+
+
 def storable(text: str) -> str:
     """``text`` with lone UTF-16 surrogates replaced by U+FFFD: UTF-8 (SQLite, DynamoDB) cannot hold them.
 
