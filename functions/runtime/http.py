@@ -3,7 +3,8 @@
 This is the code a runtime Lambda runs for every HTTP request and the code
 ``flux dev`` runs behind its local gateway, so both behave the same:
 
-1. choose the trace id (incoming ``x-request-id`` / ``traceparent`` or a new one);
+1. make the trace id (always a fresh one; an incoming ``x-request-id`` / ``traceparent``
+   is recorded on the gateway span for correlation, see functions/shared/ids.py);
 2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
 3. enforce ``max_body_bytes``, parse the JSON body, merge path and query parameters,
    validate ``input_schema``;
@@ -65,8 +66,7 @@ class HttpPipeline:
             "http.route": spec.route if spec else str(event.get("routeKey") or ""),
             "request_id.source": incoming.source,
         }
-        if incoming.parent_span_id:
-            root_attrs["root"] = True
+        root_attrs.update(incoming.correlation())
         root_attrs.update(_gateway_attrs(context))
         span = start_span(trace_id, incoming.parent_span_id, "gateway", str(event.get("routeKey") or "unrouted"),
                           **root_attrs)
