@@ -70,8 +70,11 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
     except BaseException:  # anything else (a bug, Ctrl-C during start): still stop what already started
         await stack.stop()
         raise
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 (every local
+    # client) as the client address; the gateway reads it only from gateway.trusted_proxies.
     server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
-                                    access_log=False, timeout_graceful_shutdown=5))
+                                    access_log=False, timeout_graceful_shutdown=5, proxy_headers=False,
+                                    forwarded_allow_ips=""))
     watcher: asyncio.Task[None] | None = None
     try:
         serving = asyncio.create_task(server.serve())
@@ -108,6 +111,10 @@ def _banner(stack: LocalStack, url: str, out: Printer, elapsed: float) -> None:
         mode = "async" if spec.is_async else "sync"
         out(f"  {spec.method:<6} {url}{spec.route:<28} -> {spec.name} ({mode}, auth: {spec.auth})")
     out(f"  dashboard: {url}/_flux/")
+    if stack.runtime.isolation != "namespace":
+        out("  warning: workers run without a private mount namespace here (unshare unavailable or "
+            "FLUX_SANDBOX_NAMESPACE=0): .flux/ and other functions are kept out by Deno's permissions and "
+            "the link checks only")
     out("  Ctrl-C to stop")
 
 

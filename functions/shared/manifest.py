@@ -27,7 +27,7 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _SEGMENT = r"(?:[A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
 _ROUTE = re.compile(rf"^/$|^(?:/{_SEGMENT})+$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9.-]+(?::\d{1,5})?$")
+_HOST = re.compile(r"^(?:(?:\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -113,9 +113,15 @@ class FunctionConfig(_Model):
         for host in value:
             if not _HOST.match(host):
                 raise ValueError(f"{host!r} is not a host name (optionally with :port)")
-            if host.count(":") == 1 and not 1 <= int(host.rsplit(":", 1)[1]) <= 65535:
+            if host.startswith("["):  # an IPv6 literal, [addr] or [addr]:port
+                bare, _, rest = host[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else None
+                if _ip_literal(bare) is None:
+                    raise ValueError(f"{host!r} is not an IPv6 address")
+            else:
+                bare, _, port = host.partition(":") if host.count(":") == 1 else (host, "", None)
+            if port is not None and not 1 <= int(port) <= 65535:
                 raise ValueError(f"{host!r}: the port must be from 1 to 65535")
-            bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
             if bare.lower() in DENIED_NAMES:
                 raise ValueError(f"{host!r}: loopback hosts are always denied")
             address = _ip_literal(bare)
