@@ -17,6 +17,18 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+from functions.shared.errors import FluxError
+
+
+class LinkOutsideFunction(FluxError):
+    """A function folder (or lib/) holds a link that would widen what the function reads."""
+
+    status, code = 400, "link_outside_function"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
 
 def _inside(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
@@ -59,3 +71,15 @@ def function_read_roots(function_dir: Path, project_root: Path) -> list[Path]:
     if lib.is_dir() and not lib.is_symlink():
         roots.append(lib)
     return roots
+
+
+def check_project_links(project_root: Path, function_dirs: Iterable[Path]) -> None:
+    """Raise :class:`LinkOutsideFunction` listing every offending link of a project (packaging calls this)."""
+    problems: list[str] = []
+    for folder in function_dirs:
+        problems.extend(link_problems(folder, function_read_roots(folder, project_root), shown_from=project_root))
+    lib = project_root / "lib"
+    if lib.is_dir():
+        problems.extend(link_problems(lib, [lib], shown_from=project_root))
+    if problems:
+        raise LinkOutsideFunction(problems)
