@@ -51,8 +51,9 @@ NO_IMPORT_HOST = "flux-no-remote-imports.invalid:1"
 _MASK_SCRIPT = r"""set -e
 state=$1; cache=$2; fdir=$3; fname=$4; shift 4
 if [ -n "$state" ]; then
+  if [ -n "$cache" ]; then cd "$cache"; fi
   mount -t tmpfs -o mode=0755,size=64k flux-state "$state"
-  if [ -n "$cache" ]; then mkdir -p "$state/deno"; cd "$cache"; mount --no-canonicalize --bind . "$state/deno"; fi
+  if [ -n "$cache" ]; then mkdir "$state/${cache##*/}"; mount --no-canonicalize --bind . "$state/${cache##*/}"; fi
   mount -o remount,bind,ro "$state"
 fi
 cd "$fdir"
@@ -60,7 +61,7 @@ mount -t tmpfs -o mode=0755,size=64k flux-functions ..
 mkdir "../$fname"
 mount --no-canonicalize --bind . "../$fname"
 mount -o remount,bind,ro ..
-cd /
+cd "$fdir"
 exec "$@"
 """
 _UNSHARE = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
