@@ -208,6 +208,14 @@ def test_project_state_and_other_functions_are_unreadable_at_the_os_level(h: Har
         other.unlink()
 
 
+@pytest.mark.skipif(isolation() != "namespace", reason="needs user + mount namespaces")
+def test_the_deno_cache_stays_shared_under_the_state_cover(h: Harness) -> None:
+    """The worker's Deno cache lives in .flux/deno: it is bound back over the cover, so workers reuse it."""
+    assert h.call("peek", {"path": "./index.ts"}).status == 200
+    cached = {p.name for p in (h.stack.project.root / ".flux" / "deno").iterdir()}
+    assert "dep_analysis_cache_v2" in cached
+
+
 # 2. Secrets per function -----------------------------------------------------------------------------------
 
 def test_an_undeclared_secret_is_refused_naming_the_declaration(h: Harness) -> None:
