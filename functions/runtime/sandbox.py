@@ -61,7 +61,6 @@ mount -t tmpfs -o mode=0755,size=64k flux-functions ..
 mkdir "../$fname"
 mount --no-canonicalize --bind . "../$fname"
 mount -o remount,bind,ro ..
-cd "$fdir"
 exec "$@"
 """
 _UNSHARE = ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
