@@ -20,9 +20,12 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
+    Tag,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -34,9 +37,18 @@ from functions.shared.errors import InvalidQuery
 
 OPERATIONS = ("select", "insert", "update", "delete", "upsert")
 WRITE_OPERATIONS = frozenset({"insert", "update", "delete", "upsert"})
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null")
+OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null",
+             "contains", "contained_by", "overlaps", "search")
 LIST_OPERATORS = frozenset({"in", "not_in"})
 NULL_OPERATORS = frozenset({"is_null", "not_null"})
+ARRAY_OPERATORS = frozenset({"contains", "contained_by", "overlaps"})
+AGGREGATES = ("count", "sum", "avg", "min", "max")
+#: Text-search configurations shipped with Postgres: the ``config`` of a ``search`` filter is one of these,
+#: rendered as a constant so that an expression index on ``to_tsvector('english', col)`` can serve the query.
+SEARCH_CONFIGS = frozenset({"simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english",
+                            "finnish", "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish",
+                            "italian", "lithuanian", "nepali", "norwegian", "portuguese", "romanian", "russian",
+                            "serbian", "spanish", "swedish", "tamil", "turkish", "yiddish"})
 
 MAX_IDENTIFIER_BYTES = 63      # Postgres NAMEDATALEN - 1: a longer name would be silently truncated
 MAX_IN_LIST = 1000
@@ -50,10 +62,16 @@ MAX_CACHE_TTL_S = 86_400
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_BATCH = 100
+MAX_FILTER_DEPTH = 8
+MAX_EMBEDS = 16
+MAX_EMBED_DEPTH = 4
+MAX_PATH = 16
+MAX_AGGREGATES = 32
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
-Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null"]
+Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null",
+                   "contains", "contained_by", "overlaps", "search"]
 
 
 def check_identifier(value: str) -> str:
@@ -111,20 +129,35 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def is_ref(value: Any) -> bool:
+    """``{"$ref": "0.id"}``: a value taken, inside ``ctx.db.batch``, from a row an earlier query returned."""
+    return isinstance(value, Mapping) and len(value) == 1 and "$ref" in value
+
+
+PathKey = Annotated[StrictStr, AfterValidator(check_json_value), Field(max_length=255)] | StrictInt
+
+
 class Filter(_Frozen):
+    """One condition ``{column, op, value}``; ``path`` reaches into a json/jsonb column, ``config`` tunes search."""
+
     column: Identifier
     op: Annotated[Operator, BeforeValidator(_lower)]
     value: JsonValue = None
+    path: Annotated[tuple[PathKey, ...], Field(min_length=1, max_length=MAX_PATH)] | None = None
+    config: Annotated[StrictStr, BeforeValidator(_lower)] | None = None
 
     @field_validator("value", mode="before")
     @classmethod
     def _list_size(cls, value: Any, info: ValidationInfo) -> Any:
         # Checked before the value is walked, so a 100,000-item list is refused without visiting it.
-        if info.data.get("op") in LIST_OPERATORS:
+        op = info.data.get("op")
+        if op in LIST_OPERATORS or op in ARRAY_OPERATORS:
+            if is_ref(value) or (op in ARRAY_OPERATORS and isinstance(value, Mapping)):
+                return value   # a batch reference, or a JSON document for jsonb containment
             if not isinstance(value, list | tuple):
-                raise ValueError(f"'{info.data['op']}' needs a list of values")
+                raise ValueError(f"'{op}' needs a list of values")
             if len(value) > MAX_IN_LIST:
-                raise ValueError(f"has {len(value)} items; an '{info.data['op']}' list holds at most {MAX_IN_LIST}")
+                raise ValueError(f"has {len(value)} items; an '{op}' list holds at most {MAX_IN_LIST}")
             return tuple(value)
         return value
 
@@ -136,9 +169,110 @@ class Filter(_Frozen):
         elif self.op not in LIST_OPERATORS:
             if self.value is None:
                 raise ValueError(f"'{self.op}' needs a non-null value (use is_null / not_null to match NULL)")
-            if self.op in ("like", "ilike") and not isinstance(self.value, str):
-                raise ValueError(f"'{self.op}' needs a string pattern")
+            if self.op in ("like", "ilike", "search") and not isinstance(self.value, str) and not is_ref(self.value):
+                raise ValueError(f"'{self.op}' needs a string" + (" pattern" if self.op != "search" else ""))
+        if self.config is not None:
+            if self.op != "search":
+                raise ValueError("'config' only applies to the 'search' operator")
+            if self.config not in SEARCH_CONFIGS:
+                raise ValueError(f"config {self.config!r} is not a built-in text-search configuration "
+                                 f"(one of {', '.join(sorted(SEARCH_CONFIGS))})")
+        if self.path is not None and self.op in ARRAY_OPERATORS | {"search"}:
+            raise ValueError(f"'{self.op}' does not take a 'path' (compare a JSON path with eq, gt, in, ...)")
         return self
+
+
+def _group_tag(value: Any) -> str:
+    """Which kind of filter item this is, by its keys: a tagged union whose tags stay out of error paths."""
+    if isinstance(value, Mapping):
+        for key in ("or", "and", "not"):
+            if key in value:
+                return f"[{key}]"
+    elif isinstance(value, Filter | OrFilter | AndFilter | NotFilter):
+        return {Filter: "[filter]", OrFilter: "[or]", AndFilter: "[and]", NotFilter: "[not]"}[type(value)]
+    return "[filter]"
+
+
+class OrFilter(_Frozen):
+    """``{or: [item, ...]}``: true when any item is (items are filters or nested groups)."""
+
+    any_of: Annotated[tuple[FilterItem, ...], Field(alias="or", min_length=1, max_length=MAX_FILTERS)]
+
+
+class AndFilter(_Frozen):
+    """``{and: [item, ...]}``: true when every item is (useful inside ``or`` and ``not``)."""
+
+    all_of: Annotated[tuple[FilterItem, ...], Field(alias="and", min_length=1, max_length=MAX_FILTERS)]
+
+
+class NotFilter(_Frozen):
+    """``{not: item}``: true when the item is false (``NOT (...)``)."""
+
+    negated: Annotated[FilterItem, Field(alias="not")]
+
+
+FilterItem = Annotated[
+    Annotated[Filter, Tag("[filter]")] | Annotated[OrFilter, Tag("[or]")] | Annotated[AndFilter, Tag("[and]")]
+    | Annotated[NotFilter, Tag("[not]")],
+    Discriminator(_group_tag)]
+for _model in (OrFilter, AndFilter, NotFilter):
+    _model.model_rebuild()
+
+
+def children(item: Any) -> tuple[Any, ...]:
+    if isinstance(item, OrFilter):
+        return item.any_of
+    if isinstance(item, AndFilter):
+        return item.all_of
+    if isinstance(item, NotFilter):
+        return (item.negated,)
+    return ()
+
+
+def leaves(items: tuple[Any, ...]) -> list[Filter]:
+    """Every condition in a filter tree, depth first."""
+    out: list[Filter] = []
+    for item in items:
+        out.extend([item] if isinstance(item, Filter) else leaves(children(item)))
+    return out
+
+
+def conjuncts(items: tuple[Any, ...]) -> list[Filter]:
+    """The conditions that must all hold (top level and nested ``and``): what an index can serve."""
+    out: list[Filter] = []
+    for item in items:
+        if isinstance(item, Filter):
+            out.append(item)
+        elif isinstance(item, AndFilter):
+            out.extend(conjuncts(item.all_of))
+    return out
+
+
+def check_filter_tree(raw: Any, where: str) -> None:
+    """Bound a raw filter tree's nesting and size before pydantic walks it (a 10,000-deep tree is refused cheaply)."""
+    budget = [MAX_FILTERS * 4]
+
+    def walk(item: Any, path: str, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise InvalidQuery(f"{where}: more than {MAX_FILTERS * 4} conditions in one filter tree")
+        if not isinstance(item, Mapping):
+            return
+        for key in ("or", "and", "not"):
+            if key not in item:
+                continue
+            if depth + 1 >= MAX_FILTER_DEPTH:
+                raise InvalidQuery(f"{path}.{key}: filters are nested deeper than {MAX_FILTER_DEPTH} levels")
+            inner = item[key]
+            if key == "not":
+                walk(inner, f"{path}.not", depth + 1)
+            elif isinstance(inner, list | tuple):
+                for j, child in enumerate(inner):
+                    walk(child, f"{path}.{key}[{j}]", depth + 1)
+
+    if isinstance(raw, list | tuple):
+        for i, item in enumerate(raw):
+            walk(item, f"{where}[{i}]", 0)
 
 
 class Order(_Frozen):
@@ -160,14 +294,65 @@ def _returning(value: Any) -> Any:
 
 # None means every column (RETURNING *); an empty tuple means no RETURNING clause.
 Returning = Annotated[tuple[Identifier, ...] | None, BeforeValidator(_returning)]
-Filters = Annotated[tuple[Filter, ...], Field(max_length=MAX_FILTERS)]
+Filters = Annotated[tuple[FilterItem, ...], Field(max_length=MAX_FILTERS)]
+Columns = Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_COLUMNS)]
+Orders = Annotated[tuple[Order, ...], Field(max_length=MAX_ORDER)]
+Limit = Annotated[StrictInt, Field(ge=0)]
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)]
+
+
+class Embed(_Frozen):
+    """Related rows of ``table``, joined along a foreign key (either direction) and nested under the alias.
+
+    ``via`` names the foreign-key column (on either side) or the constraint when two keys link the
+    same tables. A to-one relation gives an object (or null), a to-many one a list; ``inner``
+    keeps only the parent rows that have a match (after the embed's own filters).
+    """
+
+    table: Identifier
+    via: Identifier | None = None
+    columns: Columns | None = None
+    filters: Filters = ()
+    order: Orders = ()
+    limit: Limit | None = None
+    offset: Offset = 0
+    inner: StrictBool = False
+    embed: Annotated[dict[Identifier, Embed], Field(min_length=1, max_length=MAX_EMBEDS)] | None = None
+
+
+Embed.model_rebuild()
+Embeds = Annotated[dict[Identifier, Embed], Field(min_length=1, max_length=MAX_EMBEDS)]
+
+
+class Aggregate(_Frozen):
+    """``{fn: "sum", column: "total", as: "revenue"}``; ``count`` may omit the column (``count(*)``)."""
+
+    fn: Annotated[Literal["count", "sum", "avg", "min", "max"], BeforeValidator(_lower)]
+    column: Identifier | None = None
+    distinct: StrictBool = False
+    alias: Annotated[Identifier | None, Field(alias="as")] = None
+
+    @model_validator(mode="after")
+    def _needs_column(self) -> Aggregate:
+        if self.column is None and self.fn != "count":
+            raise ValueError(f"'{self.fn}' needs a column")
+        if self.distinct and self.column is None:
+            raise ValueError("'distinct' needs a column (count(DISTINCT column))")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The result key: ``as``, else ``count`` for ``count(*)``, else ``<fn>_<column>``."""
+        if self.alias:
+            return self.alias
+        return self.fn if self.column is None else f"{self.fn}_{self.column}"
 
 
 class _Query(_Frozen):
     table: Identifier
 
     @property
-    def filters_(self) -> tuple[Filter, ...]:
+    def filters_(self) -> tuple[Any, ...]:
         return getattr(self, "filters", ())
 
     @property
@@ -177,12 +362,34 @@ class _Query(_Frozen):
 
 class SelectQuery(_Query):
     operation: Literal["select"]
-    columns: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
+    columns: Columns | None = None
     filters: Filters = ()
-    order: Annotated[tuple[Order, ...], Field(max_length=MAX_ORDER)] = ()
-    limit: Annotated[StrictInt, Field(ge=0)] | None = None
-    offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)] = 0
+    order: Orders = ()
+    limit: Limit | None = None
+    offset: Offset = 0
     cache: Cache | None = None
+    embed: Embeds | None = None
+    distinct: StrictBool = False
+    group_by: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=32)] | None = None
+    aggregates: Annotated[tuple[Aggregate, ...], Field(min_length=1, max_length=MAX_AGGREGATES)] | None = None
+    having: Filters = ()
+    count: Literal["exact"] | None = None
+    page: StrictBool = False
+
+    @model_validator(mode="after")
+    def _combinations(self) -> SelectQuery:
+        if self.embed and (self.group_by or self.aggregates or self.distinct):
+            raise ValueError("'embed' cannot be combined with group_by, aggregates or distinct")
+        if self.having and not self.aggregates:
+            raise ValueError("'having' filters aggregates; add 'aggregates'")
+        if self.distinct and (self.group_by or self.aggregates):
+            raise ValueError("'distinct' with group_by or aggregates is redundant; drop 'distinct'")
+        return self
+
+    @property
+    def wants_page(self) -> bool:
+        """The caller asked for ``{rows, truncated, next_offset, count?}`` instead of a bare list of rows."""
+        return self.page or self.count is not None
 
 
 def _rows(value: Any) -> Any:
@@ -230,6 +437,7 @@ def parse_query(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int 
     if raw.get("operation") in ("update", "delete") and not raw.get("filters"):
         raise InvalidQuery(f"{where}filters: {raw['operation']} without filters is refused; add a filter "
                            f"(for example {{column: 'id', op: 'eq', value: ...}})")
+    _check_nesting(raw, where)
     try:
         query = _QUERY.validate_python(raw)
     except ValidationError as exc:
@@ -240,7 +448,42 @@ def parse_query(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int 
         elif query.limit > max_limit:
             raise InvalidQuery(f"{where}limit: {query.limit} is over the maximum of {max_limit} rows; "
                                "page with offset or narrow the filters")
+        for path, embed in walk_embeds(query.embed, f"{where}embed"):
+            if embed.limit is not None and embed.limit > max_limit:
+                raise InvalidQuery(f"{path}.limit: {embed.limit} is over the maximum of {max_limit} rows")
     return query
+
+
+def walk_embeds(embeds: Mapping[str, Embed] | None, where: str) -> list[tuple[str, Embed]]:
+    """Every embed of a query with its path (``embed.items.embed.product``), parents first."""
+    out: list[tuple[str, Embed]] = []
+    for alias, embed in (embeds or {}).items():
+        path = f"{where}.{alias}"
+        out.append((path, embed))
+        out.extend(walk_embeds(embed.embed, f"{path}.embed"))
+    return out
+
+
+def _check_nesting(raw: Mapping[str, Any], where: str) -> None:
+    """Size limits pydantic cannot express (or would only reach after recursing): filter trees and embed depth."""
+    for key in ("filters", "having"):
+        check_filter_tree(raw.get(key), f"{where}{key}")
+    total = [0]
+
+    def embeds(value: Any, path: str, depth: int) -> None:
+        if not isinstance(value, Mapping):
+            return
+        if depth >= MAX_EMBED_DEPTH:
+            raise InvalidQuery(f"{path}: embeds are nested deeper than {MAX_EMBED_DEPTH} levels")
+        for alias, item in value.items():
+            total[0] += 1
+            if total[0] > MAX_EMBEDS:
+                raise InvalidQuery(f"{path}: more than {MAX_EMBEDS} embeds in one query")
+            if isinstance(item, Mapping):
+                check_filter_tree(item.get("filters"), f"{path}.{alias}.filters")
+                embeds(item.get("embed"), f"{path}.{alias}.embed", depth + 1)
+
+    embeds(raw.get("embed"), f"{where}embed", 0)
 
 
 def parse_batch(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT) -> list[Query]:
@@ -281,6 +524,9 @@ def describe(exc: ValidationError, where: str = "", raw: Mapping[str, Any] | Non
         message = f"{path}: is required"
     elif key_error:
         message = f"{path}: key {given} {reason}"
+    elif kind in ("model_type", "model_attributes_type") and "[filter]" in first["loc"]:
+        message = (f"{path}: must be a filter {{column, op, value}} or a group {{or: [...]}}, {{and: [...]}} "
+                   "or {not: ...}")
     elif kind == "literal_error" and loc and loc[-1] == "op":
         message = f"{path}: unknown operator {given} (expected one of {', '.join(OPERATORS)})"
     elif kind == "literal_error":
