@@ -305,9 +305,9 @@ def _hints_for(schema: Schema, table_name: str, column: str) -> tuple[dict[str, 
     table = schema.table(table_name)
     if table is None:
         return ()
-    hints = [{"table": fk.ref_table, "alias": table_name, "embed_table": table_name, "via": fk.columns[0],
+    hints = [{"table": fk.ref_table, "embed_table": table_name, "column": column, "via": fk.columns[0],
               "many": True} for fk in table.foreign_keys if fk.columns == (column,)]
-    hints += [{"table": other.name, "alias": table_name, "embed_table": table_name, "via": fk.columns[0],
+    hints += [{"table": other.name, "embed_table": table_name, "column": column, "via": fk.columns[0],
                "many": False} for other, fk in schema.referencing(table_name) if fk.ref_columns == (column,)
               and len(fk.columns) == 1 and other.name != table_name]
     return tuple(hints)
