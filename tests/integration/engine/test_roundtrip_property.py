@@ -103,3 +103,52 @@ def test_values_round_trip_unchanged(harness) -> None:  # type: ignore[no-untype
 
     run()
     assert len(checked) >= 100 and sum(checked) > 300
+
+
+def test_every_value_is_found_again_by_the_richer_forms(harness) -> None:  # type: ignore[no-untyped-def]
+    """A row written in a batch is read back through a reference, or/not trees, array and JSON-path operators."""
+    checked: list[int] = []
+
+    @settings(max_examples=60, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(row=st.fixed_dictionaries({}, optional={c: s for c, s in COLUMNS.items()
+                                                   if c in ("i4", "txt", "num", "j", "arr", "iarr", "u", "flag")}))
+    def run(row: dict[str, Any]) -> None:
+        inserted, found = harness.run(harness.engine.batch([
+            {"table": "samples", "operation": "insert", "data": row},
+            {"table": "samples", "operation": "select", "count": "exact", "filters": [
+                {"or": [{"column": "id", "op": "eq", "value": {"$ref": "0.id"}},
+                        {"and": [{"column": "id", "op": "is_null"}, {"column": "id", "op": "not_null"}]}]}]},
+        ], harness.call()))
+        [written] = inserted["rows"]
+        assert found["rows"]["count"] == 1 and found["rows"]["rows"] == [written]
+        by_id = {"column": "id", "op": "eq", "value": written["id"]}
+
+        def hits(condition: dict[str, Any]) -> int:
+            return harness.rows({"table": "samples", "operation": "select", "count": "exact", "limit": 0,
+                                 "filters": [by_id, condition]})["count"]
+
+        for column, sent in row.items():
+            if sent is None:
+                continue
+            if column in ("i4", "txt", "num", "u", "flag"):
+                equal = {"column": column, "op": "eq", "value": written[column]}
+                assert hits(equal) == 1 and hits({"not": equal}) == 0, column
+            elif column in ("arr", "iarr"):
+                assert hits({"column": column, "op": "contained_by", "value": written[column]}) == 1, column
+                if sent:
+                    assert hits({"column": column, "op": "contains", "value": [written[column][0]]}) == 1, column
+                    assert hits({"column": column, "op": "overlaps", "value": written[column][-1:]}) == 1, column
+            elif column == "j":
+                assert hits({"column": "j", "op": "contains", "value": written["j"]}) == 1 \
+                    if isinstance(sent, dict | list) else True
+                if isinstance(sent, dict):
+                    for key, value in sent.items():
+                        if value is None:
+                            assert hits({"column": "j", "op": "is_null", "path": [key]}) == 1
+                        elif not isinstance(value, dict | list):
+                            assert hits({"column": "j", "op": "eq", "path": [key], "value": value}) == 1, (key, value)
+        checked.append(len(row))
+
+    run()
+    assert len(checked) >= 50 and sum(checked) > 100
