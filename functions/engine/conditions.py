@@ -135,6 +135,8 @@ def conjunction(items: tuple[Any, ...], target: Target, binder: Binder, where: s
 
 
 def condition(item: Any, target: Target, binder: Binder, where: str) -> sql.Composable:
+    if type(item) is Filter:
+        return _leaf(item, target, binder, where)
     if isinstance(item, OrFilter):
         inner = _OR.join(condition(c, target, binder, f"{where}.or[{i}]") for i, c in enumerate(item.any_of))
         return sql.Composed([_OPEN, inner, _CLOSE])

@@ -130,8 +130,12 @@ class _Frozen(BaseModel):
 
 
 def is_ref(value: Any) -> bool:
-    """``{"$ref": "0.id"}``: a value taken, inside ``ctx.db.batch``, from a row an earlier query returned."""
-    return isinstance(value, Mapping) and len(value) == 1 and "$ref" in value
+    """``{"$ref": "0.id"}``: a value taken, inside ``ctx.db.batch``, from a row an earlier query returned.
+
+    Values arrive as plain dicts (JSON), so an exact type check is enough, and much cheaper than an
+    ABC check on the hot path of every bound value.
+    """
+    return type(value) is dict and len(value) == 1 and "$ref" in value
 
 
 PathKey = Annotated[StrictStr, AfterValidator(check_json_value), Field(max_length=255)] | StrictInt
@@ -182,12 +186,18 @@ class Filter(_Frozen):
         return self
 
 
+_GROUP_TAGS = (("or", "[or]"), ("and", "[and]"), ("not", "[not]"))
+_GROUP_KEYS = frozenset(("or", "and", "not"))
+
+
 def _group_tag(value: Any) -> str:
     """Which kind of filter item this is, by its keys: a tagged union whose tags stay out of error paths."""
-    if isinstance(value, Mapping):
-        for key in ("or", "and", "not"):
+    if type(value) is dict or isinstance(value, Mapping):
+        if "column" in value:
+            return "[filter]"
+        for key, tag in _GROUP_TAGS:
             if key in value:
-                return f"[{key}]"
+                return tag
     elif isinstance(value, Filter | OrFilter | AndFilter | NotFilter):
         return {Filter: "[filter]", OrFilter: "[or]", AndFilter: "[and]", NotFilter: "[not]"}[type(value)]
     return "[filter]"
@@ -448,7 +458,7 @@ def parse_query(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int 
         elif query.limit > max_limit:
             raise InvalidQuery(f"{where}limit: {query.limit} is over the maximum of {max_limit} rows; "
                                "page with offset or narrow the filters")
-        for path, embed in walk_embeds(query.embed, f"{where}embed"):
+        for path, embed in walk_embeds(query.embed, f"{where}embed") if query.embed else ():
             if embed.limit is not None and embed.limit > max_limit:
                 raise InvalidQuery(f"{path}.limit: {embed.limit} is over the maximum of {max_limit} rows")
     return query
@@ -467,7 +477,13 @@ def walk_embeds(embeds: Mapping[str, Embed] | None, where: str) -> list[tuple[st
 def _check_nesting(raw: Mapping[str, Any], where: str) -> None:
     """Size limits pydantic cannot express (or would only reach after recursing): filter trees and embed depth."""
     for key in ("filters", "having"):
-        check_filter_tree(raw.get(key), f"{where}{key}")
+        items = raw.get(key)
+        # The walk only matters for groups: a flat list of plain conditions (the common case) is skipped.
+        if isinstance(items, list | tuple) and any(type(i) is not dict or not _GROUP_KEYS.isdisjoint(i)
+                                                   for i in items):
+            check_filter_tree(items, f"{where}{key}")
+    if raw.get("embed") is None:
+        return
     total = [0]
 
     def embeds(value: Any, path: str, depth: int) -> None:

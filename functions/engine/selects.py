@@ -73,11 +73,11 @@ class Relation:
 
 
 def compile_select(q: SelectQuery, table: Table, schema: Schema, binder: Binder) -> sql.Composed:
+    if q.count is None:
+        return _rows(q, table, schema, binder)
     for name in (TOTAL, ROW):
         if name in table.columns:
             raise InvalidQuery(f"table: '{table.name}' has a column named {name}, which the engine reserves")
-    if q.count is None:
-        return _rows(q, table, schema, binder)
     counted = _count(q, table, schema, binder)
     if q.limit == 0:
         return counted
@@ -117,9 +117,10 @@ def _plain(q: SelectQuery, table: Table, binder: Binder, *, paged: bool) -> sql.
                 raise InvalidQuery(f"order[{i}].column: with distinct, the order columns must be selected; "
                                    f"add '{o.column}' to columns")
     parts: list[sql.Composable] = [_DISTINCT if q.distinct else _SELECT, columns, _FROM, ident(table.name)]
-    parts += where_clause(q.filters, TableTarget(table), binder)
+    target = TableTarget(table)
+    parts += where_clause(q.filters, target, binder)
     if paged:
-        parts += _order(q, TableTarget(table))
+        parts += _order(q, target)
         parts += _limit(q, binder)
     return sql.Composed(parts)
 
