@@ -301,3 +301,30 @@ def test_index_definitions_keep_desc(harness: Any, shop: Any) -> None:
     graph = schema.to_graph()
     entry = next(ix for t in graph["tables"] for ix in t["indexes"] if ix["name"] == "order_lines_order_id_idx")
     assert entry["descending"] == [False, True] and "id DESC" in entry["definition"]
+
+
+def test_repeated_selects_on_views_never_break_the_schema_graph_or_the_advisor(harness: Any, shop: Any,
+                                                                               migrated_dsn: str) -> None:
+    """The issue's failure: a repeated select on a GROUP BY view made every advice call fail on CREATE INDEX."""
+    from functions.engine.advice import PostgresAdvice, index_candidates
+
+    before = len(db_spans(harness))
+    for n in range(6):
+        harness.rows({"table": "product_sales", "operation": "select",
+                      "filters": [{"column": "units", "op": "gt", "value": n}]})
+        harness.rows({"table": "big_orders", "operation": "select",
+                      "filters": [{"column": "status", "op": "eq", "value": "paid"}]})
+        harness.rows({"table": "product_names", "operation": "select",
+                      "filters": [{"column": "name", "op": "eq", "value": f"p{n}"}]})
+    spans = db_spans(harness)[before:]
+    advice = PostgresAdvice(migrated_dsn, recent_spans=lambda: spans)
+    candidates = index_candidates(spans, advice.schema(), slow_query_ms=100, n_plus_one_threshold=5)
+    # the filtering view's candidate moves to its base table; the GROUP BY view's (renamed columns) is dropped;
+    # the materialized view is a real relation and keeps its own
+    assert {(c.table, c.columns) for c in candidates} == {("orders", ("status",)), ("product_names", ("name",))}
+    graph = advice.schema_graph()                      # no "cannot create index on relation" any more
+    tables = {t["name"]: t for t in graph["tables"]}
+    assert tables["product_sales"]["kind"] == "view"
+    assert set(tables["product_sales"]["base_tables"]) == {"products", "order_lines"}
+    suggested = advice.suggest_indexes(spans)
+    assert all(s["table"] in ("orders", "product_names") for s in suggested + graph["suggested_indexes"])
