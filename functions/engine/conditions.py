@@ -109,8 +109,7 @@ class Binder:
         return _PLACEHOLDER
 
     def ref(self, value: Any, column: Column, where: str, *, many: bool = False) -> Ref:
-        ref = parse_ref(value, where, self.earlier, many=many)
-        return Ref(ref.query, ref.row, ref.column, ref.where, ref.text, json=column.is_json)
+        return parse_ref(value, where, self.earlier, many=many, json=column.is_json)
 
     def items(self, column: Column, value: Any, where: str) -> list[Any]:
         """The list of an ``in``-like filter: literal items, references to one row, or a ``N.*.col`` list."""

@@ -10,279 +10,79 @@ raised before a single byte of SQL exists.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
-    Discriminator,
     Field,
     StrictBool,
     StrictInt,
-    StrictStr,
-    Tag,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
+from functions.engine.filters import _GROUP_KEYS as _GROUP_KEYS
+from functions.engine.filters import (
+    AndFilter,
+    Filter,
+    FilterItem,
+    NotFilter,
+    OrFilter,
+    check_filter_tree,
+    children,
+    conjuncts,
+    leaves,
+)
+from functions.engine.model_base import (
+    AGGREGATES,
+    ARRAY_OPERATORS,
+    DEFAULT_LIMIT,
+    LIST_OPERATORS,
+    MAX_AGGREGATES,
+    MAX_BATCH,
+    MAX_BULK_ROWS,
+    MAX_CACHE_TTL_S,
+    MAX_COLUMNS,
+    MAX_EMBED_DEPTH,
+    MAX_EMBEDS,
+    MAX_FILTER_DEPTH,
+    MAX_FILTERS,
+    MAX_IDENTIFIER_BYTES,
+    MAX_IN_LIST,
+    MAX_JSON_DEPTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_ORDER,
+    MAX_PATH,
+    NULL_OPERATORS,
+    OPERATIONS,
+    OPERATORS,
+    SEARCH_CONFIGS,
+    WRITE_OPERATIONS,
+    Identifier,
+    JsonValue,
+    Operator,
+    Row,
+    _Frozen,
+    _lower,
+    check_identifier,
+    check_json_value,
+    is_ref,
+)
 from functions.shared.errors import InvalidQuery
 
-OPERATIONS = ("select", "insert", "update", "delete", "upsert")
-WRITE_OPERATIONS = frozenset({"insert", "update", "delete", "upsert"})
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null",
-             "contains", "contained_by", "overlaps", "search")
-LIST_OPERATORS = frozenset({"in", "not_in"})
-NULL_OPERATORS = frozenset({"is_null", "not_null"})
-ARRAY_OPERATORS = frozenset({"contains", "contained_by", "overlaps"})
-AGGREGATES = ("count", "sum", "avg", "min", "max")
-#: Text-search configurations shipped with Postgres: the ``config`` of a ``search`` filter is one of these,
-#: rendered as a constant so that an expression index on ``to_tsvector('english', col)`` can serve the query.
-SEARCH_CONFIGS = frozenset({"simple", "arabic", "armenian", "basque", "catalan", "danish", "dutch", "english",
-                            "finnish", "french", "german", "greek", "hindi", "hungarian", "indonesian", "irish",
-                            "italian", "lithuanian", "nepali", "norwegian", "portuguese", "romanian", "russian",
-                            "serbian", "spanish", "swedish", "tamil", "turkish", "yiddish"})
-
-MAX_IDENTIFIER_BYTES = 63      # Postgres NAMEDATALEN - 1: a longer name would be silently truncated
-MAX_IN_LIST = 1000
-MAX_BULK_ROWS = 1000
-MAX_COLUMNS = 1600             # Postgres' own per-table limit
-MAX_FILTERS = 64
-MAX_ORDER = 16
-MAX_OFFSET = 1_000_000
-MAX_JSON_DEPTH = 32
-MAX_CACHE_TTL_S = 86_400
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_BATCH = 100
-MAX_FILTER_DEPTH = 8
-MAX_EMBEDS = 16
-MAX_EMBED_DEPTH = 4
-MAX_PATH = 16
-MAX_AGGREGATES = 32
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null",
-                   "contains", "contained_by", "overlaps", "search"]
-
-
-def check_identifier(value: str) -> str:
-    """A plain SQL identifier: no quoting, no schema qualification, nothing Postgres would truncate."""
-    if "\x00" in value:
-        raise ValueError("contains a NUL byte")
-    size = len(value.encode("utf-8"))
-    if size > MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"is {size} bytes long; identifiers are at most {MAX_IDENTIFIER_BYTES} bytes")
-    if not _IDENTIFIER.match(value):
-        raise ValueError("is not a plain identifier (letters, digits and '_', not starting with a digit; "
-                         "no quotes, dots, spaces or semicolons)")
-    return value
-
-
-def check_json_value(value: Any, depth: int = 0) -> Any:
-    """JSON data only: strings without NUL bytes, finite numbers, bounded nesting."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("contains a NUL byte")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("is not a finite number")
-        return value
-    if depth >= MAX_JSON_DEPTH:
-        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, list | tuple):
-        for item in value:
-            check_json_value(item, depth + 1)
-        return value
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("has a non-string object key")
-            if "\x00" in key:
-                raise ValueError("has an object key with a NUL byte")
-            check_json_value(item, depth + 1)
-        return value
-    raise ValueError(f"is not a JSON value ({type(value).__name__})")
-
-
-Identifier = Annotated[StrictStr, AfterValidator(check_identifier)]
-JsonValue = Annotated[Any, AfterValidator(check_json_value)]
-Row = Annotated[dict[Identifier, JsonValue], Field(max_length=MAX_COLUMNS)]
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def is_ref(value: Any) -> bool:
-    """``{"$ref": "0.id"}``: a value taken, inside ``ctx.db.batch``, from a row an earlier query returned.
-
-    Values arrive as plain dicts (JSON), so an exact type check is enough, and much cheaper than an
-    ABC check on the hot path of every bound value.
-    """
-    return type(value) is dict and len(value) == 1 and "$ref" in value
-
-
-PathKey = Annotated[StrictStr, AfterValidator(check_json_value), Field(max_length=255)] | StrictInt
-
-
-class Filter(_Frozen):
-    """One condition ``{column, op, value}``; ``path`` reaches into a json/jsonb column, ``config`` tunes search."""
-
-    column: Identifier
-    op: Annotated[Operator, BeforeValidator(_lower)]
-    value: JsonValue = None
-    path: Annotated[tuple[PathKey, ...], Field(min_length=1, max_length=MAX_PATH)] | None = None
-    config: Annotated[StrictStr, BeforeValidator(_lower)] | None = None
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _list_size(cls, value: Any, info: ValidationInfo) -> Any:
-        # Checked before the value is walked, so a 100,000-item list is refused without visiting it.
-        op = info.data.get("op")
-        if op in LIST_OPERATORS or op in ARRAY_OPERATORS:
-            if is_ref(value) or (op in ARRAY_OPERATORS and isinstance(value, Mapping)):
-                return value   # a batch reference, or a JSON document for jsonb containment
-            if not isinstance(value, list | tuple):
-                raise ValueError(f"'{op}' needs a list of values")
-            if len(value) > MAX_IN_LIST:
-                raise ValueError(f"has {len(value)} items; an '{op}' list holds at most {MAX_IN_LIST}")
-            return tuple(value)
-        return value
-
-    @model_validator(mode="after")
-    def _value_fits_operator(self) -> Filter:
-        if self.op in NULL_OPERATORS:
-            if self.value is not None:
-                raise ValueError(f"'{self.op}' takes no value")
-        elif self.op not in LIST_OPERATORS:
-            if self.value is None:
-                raise ValueError(f"'{self.op}' needs a non-null value (use is_null / not_null to match NULL)")
-            if self.op in ("like", "ilike", "search") and not isinstance(self.value, str) and not is_ref(self.value):
-                raise ValueError(f"'{self.op}' needs a string" + (" pattern" if self.op != "search" else ""))
-        if self.config is not None:
-            if self.op != "search":
-                raise ValueError("'config' only applies to the 'search' operator")
-            if self.config not in SEARCH_CONFIGS:
-                raise ValueError(f"config {self.config!r} is not a built-in text-search configuration "
-                                 f"(one of {', '.join(sorted(SEARCH_CONFIGS))})")
-        if self.path is not None and self.op in ARRAY_OPERATORS | {"search"}:
-            raise ValueError(f"'{self.op}' does not take a 'path' (compare a JSON path with eq, gt, in, ...)")
-        return self
-
-
-_GROUP_TAGS = (("or", "[or]"), ("and", "[and]"), ("not", "[not]"))
-_GROUP_KEYS = frozenset(("or", "and", "not"))
-
-
-def _group_tag(value: Any) -> str:
-    """Which kind of filter item this is, by its keys: a tagged union whose tags stay out of error paths."""
-    if type(value) is dict or isinstance(value, Mapping):
-        if "column" in value:
-            return "[filter]"
-        for key, tag in _GROUP_TAGS:
-            if key in value:
-                return tag
-    elif isinstance(value, Filter | OrFilter | AndFilter | NotFilter):
-        return {Filter: "[filter]", OrFilter: "[or]", AndFilter: "[and]", NotFilter: "[not]"}[type(value)]
-    return "[filter]"
-
-
-class OrFilter(_Frozen):
-    """``{or: [item, ...]}``: true when any item is (items are filters or nested groups)."""
-
-    any_of: Annotated[tuple[FilterItem, ...], Field(alias="or", min_length=1, max_length=MAX_FILTERS)]
-
-
-class AndFilter(_Frozen):
-    """``{and: [item, ...]}``: true when every item is (useful inside ``or`` and ``not``)."""
-
-    all_of: Annotated[tuple[FilterItem, ...], Field(alias="and", min_length=1, max_length=MAX_FILTERS)]
-
-
-class NotFilter(_Frozen):
-    """``{not: item}``: true when the item is false (``NOT (...)``)."""
-
-    negated: Annotated[FilterItem, Field(alias="not")]
-
-
-FilterItem = Annotated[
-    Annotated[Filter, Tag("[filter]")] | Annotated[OrFilter, Tag("[or]")] | Annotated[AndFilter, Tag("[and]")]
-    | Annotated[NotFilter, Tag("[not]")],
-    Discriminator(_group_tag)]
-for _model in (OrFilter, AndFilter, NotFilter):
-    _model.model_rebuild()
-
-
-def children(item: Any) -> tuple[Any, ...]:
-    if isinstance(item, OrFilter):
-        return item.any_of
-    if isinstance(item, AndFilter):
-        return item.all_of
-    if isinstance(item, NotFilter):
-        return (item.negated,)
-    return ()
-
-
-def leaves(items: tuple[Any, ...]) -> list[Filter]:
-    """Every condition in a filter tree, depth first."""
-    out: list[Filter] = []
-    for item in items:
-        out.extend([item] if isinstance(item, Filter) else leaves(children(item)))
-    return out
-
-
-def conjuncts(items: tuple[Any, ...]) -> list[Filter]:
-    """The conditions that must all hold (top level and nested ``and``): what an index can serve."""
-    out: list[Filter] = []
-    for item in items:
-        if isinstance(item, Filter):
-            out.append(item)
-        elif isinstance(item, AndFilter):
-            out.extend(conjuncts(item.all_of))
-    return out
-
-
-def check_filter_tree(raw: Any, where: str) -> None:
-    """Bound a raw filter tree's nesting and size before pydantic walks it (a 10,000-deep tree is refused cheaply)."""
-    budget = [MAX_FILTERS * 4]
-
-    def walk(item: Any, path: str, depth: int) -> None:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise InvalidQuery(f"{where}: more than {MAX_FILTERS * 4} conditions in one filter tree")
-        if not isinstance(item, Mapping):
-            return
-        for key in ("or", "and", "not"):
-            if key not in item:
-                continue
-            if depth + 1 >= MAX_FILTER_DEPTH:
-                raise InvalidQuery(f"{path}.{key}: filters are nested deeper than {MAX_FILTER_DEPTH} levels")
-            inner = item[key]
-            if key == "not":
-                walk(inner, f"{path}.not", depth + 1)
-            elif isinstance(inner, list | tuple):
-                for j, child in enumerate(inner):
-                    walk(child, f"{path}.{key}[{j}]", depth + 1)
-
-    if isinstance(raw, list | tuple):
-        for i, item in enumerate(raw):
-            walk(item, f"{where}[{i}]", 0)
+__all__ = [
+    "AGGREGATES", "ARRAY_OPERATORS", "DEFAULT_LIMIT", "LIST_OPERATORS", "MAX_AGGREGATES", "MAX_BATCH",
+    "MAX_BULK_ROWS", "MAX_CACHE_TTL_S", "MAX_COLUMNS", "MAX_EMBEDS", "MAX_EMBED_DEPTH", "MAX_FILTERS",
+    "MAX_FILTER_DEPTH", "MAX_IDENTIFIER_BYTES", "MAX_IN_LIST", "MAX_JSON_DEPTH", "MAX_LIMIT", "MAX_OFFSET",
+    "MAX_ORDER", "MAX_PATH", "NULL_OPERATORS", "OPERATIONS", "OPERATORS", "SEARCH_CONFIGS", "WRITE_OPERATIONS",
+    "Aggregate", "AndFilter", "Cache", "DeleteQuery", "Embed", "Filter", "FilterItem", "Identifier", "InsertQuery",
+    "JsonValue", "NotFilter", "Operator", "OrFilter", "Order", "Query", "Row", "SelectQuery", "UpdateQuery",
+    "UpsertQuery", "check_filter_tree", "check_identifier", "check_json_value", "children", "conjuncts",
+    "describe", "is_ref", "leaves", "parse_batch", "parse_query", "walk_embeds",
+]
 
 
 class Order(_Frozen):

@@ -45,7 +45,7 @@ class Ref:
 
 
 def parse_ref(value: Mapping[str, Any], where: str, earlier: Sequence[Output] | None, *,
-              many: bool = False) -> Ref:
+              many: bool = False, json: bool = False) -> Ref:
     """Check ``{"$ref": "..."}`` against the batch so far; ``many`` allows the ``N.*.column`` list form."""
     text = value.get("$ref")
     if earlier is None:
@@ -69,7 +69,7 @@ def parse_ref(value: Mapping[str, Any], where: str, earlier: Sequence[Output] | 
     if row == "*" and not many:
         raise InvalidQuery(f"{where}: $ref {text!r} is a list of values; use it with in, not_in or an array "
                            "operator, or pick one row (\"0.id\")")
-    return Ref(index, None if row == "*" else int(row or 0), column, where, text)
+    return Ref(index, None if row == "*" else int(row or 0), column, where, text, json)
 
 
 def resolve(params: Sequence[Any], outcomes: Sequence[Any]) -> list[Any]:
