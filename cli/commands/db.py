@@ -219,7 +219,10 @@ def _print_json(value: Any) -> None:
 def _print_table(table: dict[str, Any]) -> None:
     foreign = {c: f"→ {fk['ref_table']}.{fk['ref_columns'][i]}"
                for fk in table["foreign_keys"] for i, c in enumerate(fk["columns"])}
-    view = Table(title=f"{table['name']}  (~{table['row_estimate']} rows)", title_justify="left", expand=False)
+    kind = str(table.get("kind") or "table").replace("_", " ")
+    over = f" over {', '.join(table['base_tables'])}" if table.get("base_tables") else ""
+    about = f"{kind}{over}" if kind != "table" else f"~{table['row_estimate']} rows"
+    view = Table(title=escape(f"{table['name']}  ({about})"), title_justify="left", expand=False)
     view.add_column("column")
     view.add_column("type")
     view.add_column("null")

@@ -152,3 +152,51 @@ def test_every_value_is_found_again_by_the_richer_forms(harness) -> None:  # typ
 
     run()
     assert len(checked) >= 50 and sum(checked) > 100
+
+
+def test_embeds_counts_and_aggregates_agree_with_the_rows_they_summarise(harness) -> None:  # type: ignore[no-untyped-def]
+    """For any orders with any lines: the one-statement embed, the exact count and GROUP BY equal plain queries."""
+    [user] = harness.rows({"table": "users", "operation": "insert", "data": {"email": "prop@x.test"},
+                           "returning": ["id"]})
+    [product] = harness.rows({"table": "products", "operation": "insert", "data": {"name": "p", "price": 1},
+                              "returning": ["id"]})
+    checked: list[int] = []
+    statuses = st.sampled_from(["new", "paid", "shipped"])
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(orders=st.lists(st.tuples(statuses, st.lists(st.integers(1, 9), max_size=4)), min_size=1, max_size=6),
+           limit=st.integers(1, 3), status=statuses)
+    def run(orders: list[tuple[str, list[int]]], limit: int, status: str) -> None:
+        tag = f"prop-{len(checked)}"
+        ids = []
+        for state, quantities in orders:
+            [order] = harness.rows({"table": "orders", "operation": "insert", "returning": ["id"],
+                                    "data": {"user_id": user["id"], "status": state, "note": tag}})
+            ids.append(order["id"])
+            if quantities:
+                harness.rows({"table": "order_lines", "operation": "insert", "returning": [], "data": [
+                    {"order_id": order["id"], "product_id": product["id"], "quantity": q} for q in quantities]})
+        mine = [{"column": "note", "op": "eq", "value": tag}]
+        embedded = harness.rows({"table": "orders", "operation": "select", "columns": ["id", "status"],
+                                 "filters": mine, "order": [{"column": "id"}], "embed": {
+                                     "lines": {"table": "order_lines", "columns": ["quantity"], "limit": limit,
+                                               "order": [{"column": "id", "direction": "desc"}]}}})
+        for row, (state, quantities) in zip(embedded, orders, strict=True):
+            lines = harness.rows({"table": "order_lines", "operation": "select", "columns": ["quantity"],
+                                  "filters": [{"column": "order_id", "op": "eq", "value": row["id"]}],
+                                  "order": [{"column": "id", "direction": "desc"}], "limit": limit})
+            assert row["status"] == state and row["lines"] == lines == [{"quantity": q}
+                                                                       for q in quantities[::-1][:limit]]
+        page = harness.rows({"table": "orders", "operation": "select", "columns": ["id"], "count": "exact",
+                             "filters": [*mine, {"column": "status", "op": "eq", "value": status}], "limit": limit})
+        expected = [i for i, (state, _) in zip(ids, orders, strict=True) if state == status]
+        assert page["count"] == len(expected) and len(page["rows"]) == min(limit, len(expected))
+        assert page["truncated"] == (len(expected) > limit)
+        groups = harness.rows({"table": "orders", "operation": "select", "filters": mine, "group_by": ["status"],
+                               "aggregates": [{"fn": "count"}], "order": [{"column": "status"}]})
+        want = sorted({s for s, _ in orders})
+        assert groups == [{"status": s, "count": sum(1 for o, _ in orders if o == s)} for s in want]
+        checked.append(len(orders))
+
+    run()
+    assert len(checked) >= 30
