@@ -3,9 +3,12 @@
     .venv/bin/python bench/engine_overhead.py [--iterations 3000]      # embedded Postgres in a temp dir
     DATABASE_URL=postgresql://... .venv/bin/python bench/engine_overhead.py   # or an existing server
 
-The shop schema is migrated into a scratch database and seeded with 50,000 orders; the query is a
-typical list_orders select (two filters, an order, limit 20) on an indexed column. Each iteration
-runs, in alternating order so drift hits both alike:
+The shop schema is migrated into a scratch database and seeded with 50,000 orders. Two queries:
+``select``, a typical list_orders select (two filters, an order, limit 20) on an indexed column, and
+``embed``, the same page with each order's items and their products and the customer embedded
+(two levels, the items with their own filter, order and limit): one statement either way. For
+each (``--query select|embed|both``), every iteration runs, in alternating order so drift hits both
+alike:
 - direct: ``pool.connection()`` → ``conn.execute(sql, params)`` → ``fetchall()`` with dict rows
   (the SQL text and parameters the engine compiled once, so both are prepared alike by psycopg);
 - engine: ``DataEngine.query(raw_json, call)``: parse, compile, render, execute, rows to JSON,
@@ -45,6 +48,16 @@ QUERY = {
     "order": [{"column": "id", "direction": "desc"}],
     "limit": 20,
 }
+EMBED_QUERY = {
+    **QUERY,
+    "embed": {
+        "customer": {"table": "users", "columns": ["name", "email"]},
+        "items": {"table": "order_items", "columns": ["id", "quantity", "unit_price"],
+                  "filters": [{"column": "quantity", "op": "gt", "value": 0}], "order": [{"column": "id"}],
+                  "limit": 50, "embed": {"product": {"table": "products", "columns": ["sku", "name"]}}},
+    },
+}
+QUERIES = {"select": QUERY, "embed": EMBED_QUERY}
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -52,11 +65,11 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def measure(dsn: str, iterations: int) -> dict[str, Any]:
+async def measure(dsn: str, iterations: int, query: dict[str, Any]) -> dict[str, Any]:
     engine = DataEngine.create(dsn, pool_min=1, pool_max=1)   # one connection: both paths share it
     await engine.open()
     schema = await engine.refresh_schema()
-    composed, params = compile(parse_query(QUERY), schema)
+    composed, params = compile(parse_query(query), schema)
     text = composed.as_string(None)
     pool = engine.executor.pool  # type: ignore[attr-defined]
     sink = MemorySink()
@@ -68,7 +81,7 @@ async def measure(dsn: str, iterations: int) -> dict[str, Any]:
             return len(await cur.fetchall())
 
     async def through_engine() -> int:
-        return len((await engine.query(QUERY, call))["rows"])
+        return len((await engine.query(query, call))["rows"])
 
     for _ in range(200):   # warm-up: connections, prepared statements, caches
         await direct()
@@ -103,6 +116,7 @@ async def measure(dsn: str, iterations: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--query", choices=["select", "embed", "both"], default="both")
     args = parser.parse_args()
     import os
 
@@ -118,7 +132,9 @@ def main() -> int:
             apply_migrations(dsn, SHOP / "schema")
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute((SHOP / "seed" / "orders_50k.sql").read_text())
-            print(json.dumps(asyncio.run(measure(dsn, args.iterations)), indent=2))
+            kinds = list(QUERIES) if args.query == "both" else [args.query]
+            report = {kind: asyncio.run(measure(dsn, args.iterations, QUERIES[kind])) for kind in kinds}
+            print(json.dumps(report, indent=2))
         finally:
             if server is not None:
                 server.stop()

@@ -1,14 +1,19 @@
 """``flux db migrate | schema | suggest``: thin commands over the engine's migrations and advisor.
 
-The database is the project's (``DATABASE_URL``, flux.json ``database.url``, or the
-embedded server under ``.flux/pg``, started for the command and stopped after it unless
-something else, such as a running ``flux dev``, had started it). ``suggest`` reads the
-recent traces from the local span store ``.flux/traces.db``.
+``schema`` and ``suggest`` find their data as every other CLI command does (DESIGN §4
+"CLI"): ``--api-url``, then ``FLUX_API_URL``, then the hosted API of a ``flux login``
+(unless ``-C`` names a project), then the project in the current directory — its
+running ``flux dev`` over HTTP, or else its database directly (``DATABASE_URL``, flux.json
+``database.url``, or the embedded server under ``.flux/pg``, started for the command and
+stopped after it) with the recent traces of ``.flux/traces.db``. Outside a project with no
+API configured they say so instead of inspecting an empty directory. ``migrate`` always
+works on the project's files and database.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +22,19 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from cli.client import (
+    ApiClient,
+    ApiError,
+    HttpApiClient,
+    credentials_path,
+    find_project,
+    load_credentials,
+    resolve_client,
+    running_dev_server,
+)
 from functions.engine.advice import PostgresAdvice
 from functions.engine.locate import DatabaseLocation, embedded_data_dir, locate_database
 from functions.engine.migrations import apply_migrations
@@ -29,6 +45,9 @@ from functions.shared.spans import Span
 app = typer.Typer(help="Database: apply migrations, show the schema graph, suggest indexes.", no_args_is_help=True)
 
 ProjectDir = typer.Option(Path("."), "--project-dir", "-C", help="The Flux project directory.")
+FoundProjectDir = typer.Option(None, "--project-dir", "-C", help="The Flux project directory (default: the one "
+                                                                  "holding the current directory).")
+ApiUrl = typer.Option(None, "--api-url", help="API base URL (overrides FLUX_API_URL and login).")
 JsonOutput = typer.Option(False, "--json", help="Print machine-readable JSON.")
 
 out = Console()
@@ -52,16 +71,22 @@ def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput) -> N
 
 
 @app.command()
-def schema(project_dir: Path = ProjectDir, json_output: bool = JsonOutput,
+def schema(project_dir: Path | None = FoundProjectDir, api_url: str | None = ApiUrl, json_output: bool = JsonOutput,
            traces: int = typer.Option(200, "--traces", min=0, max=1000,
                                       help="Recent traces whose queries feed the suggested indexes.")) -> None:
     """Tables, columns with types, primary and foreign keys, indexes and suggested indexes."""
-    with _failures(json_output), _database(project_dir, json_output) as db:
-        settings = _observability(project_dir)
-        spans = _recent_spans(project_dir, traces)
-        advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
-                                n_plus_one_threshold=settings.n_plus_one_threshold, recent_spans=lambda: spans)
-        graph = advice.schema_graph()
+    with _failures(json_output):
+        client, root = _source(api_url, project_dir)
+        if client is not None:
+            graph = _from_api(client, "/schema/graph", {}, json_output)
+        else:
+            with _database(root, json_output) as db:
+                settings = _observability(root)
+                spans = _recent_spans(root, traces)
+                advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
+                                        n_plus_one_threshold=settings.n_plus_one_threshold,
+                                        recent_spans=lambda: spans)
+                graph = advice.schema_graph()
     if json_output:
         _print_json(graph)
         return
@@ -73,25 +98,69 @@ def schema(project_dir: Path = ProjectDir, json_output: bool = JsonOutput,
 
 
 @app.command()
-def suggest(project_dir: Path = ProjectDir, json_output: bool = JsonOutput,
+def suggest(project_dir: Path | None = FoundProjectDir, api_url: str | None = ApiUrl,
+            json_output: bool = JsonOutput,
             traces: int = typer.Option(200, "--traces", min=1, max=1000, help="How many recent traces to read.")
             ) -> None:
     """Index suggestions from recent traces, each checked with EXPLAIN before it is shown."""
-    with _failures(json_output), _database(project_dir, json_output) as db:
-        settings = _observability(project_dir)
-        spans = _recent_spans(project_dir, traces)
-        advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
-                                n_plus_one_threshold=settings.n_plus_one_threshold)
-        suggestions = advice.suggest_indexes(spans)
+    with _failures(json_output):
+        client, root = _source(api_url, project_dir)
+        if client is not None:
+            found = _from_api(client, "/suggestions", {"limit": min(traces, 200)}, json_output)
+            suggestions, scanned = list(found.get("suggested_indexes") or []), int(found.get("traces_scanned") or 0)
+        else:
+            with _database(root, json_output) as db:
+                settings = _observability(root)
+                spans = _recent_spans(root, traces)
+                advice = PostgresAdvice(db.dsn, slow_query_ms=settings.slow_query_ms,
+                                        n_plus_one_threshold=settings.n_plus_one_threshold)
+                suggestions, scanned = advice.suggest_indexes(spans), len(spans)
     if json_output:
         _print_json(suggestions)
         return
-    if not spans:
-        out.print("No traces yet under .flux/traces.db: run `flux dev` and send some requests first.")
+    if not scanned:
+        out.print("No traces yet: run `flux dev` and send some requests first.")
     _print_suggestions(suggestions)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+def _source(api_url: str | None, project_dir: Path | None) -> tuple[ApiClient | None, Path]:
+    """An API to ask, or None and the project whose database to read directly."""
+    env = os.environ
+    if api_url or env.get("FLUX_API_URL") or (project_dir is None and load_credentials(credentials_path(env))):
+        try:
+            return resolve_client(api_url=api_url, project_dir=project_dir), Path(".")
+        except ApiError as exc:
+            raise NoProject(exc.message) from None
+    root = project_dir.resolve() if project_dir is not None else find_project(Path.cwd())
+    if root is None:
+        raise NoProject("no Flux project here (no flux.json in this directory or above): run this inside a "
+                        "project, pass -C DIR or --api-url URL, set FLUX_API_URL, or run `flux login`")
+    dev_url = running_dev_server(root)
+    if dev_url:
+        return HttpApiClient(dev_url, description=f"flux dev at {dev_url}"), root
+    return None, root
+
+
+def _from_api(client: ApiClient, path: str, params: dict[str, Any], json_output: bool) -> Any:
+    try:
+        if json_output:
+            return client.get(path, params)
+        with err.status(f"Asking {client.description} ..."):
+            return client.get(path, params)
+    except ApiError as exc:
+        hint = " (run `flux login --api-url URL --key KEY` with an admin key)" if exc.status == 401 else ""
+        raise NoProject(f"{client.description}: {exc.message}{hint}") from None
+    finally:
+        client.close()
+
+
+class NoProject(FluxError):
+    """Nothing to inspect: no API configured and no project here, or the API refused."""
+
+    status, code = 400, "no_api"
+
 
 @contextmanager
 def _failures(json_output: bool) -> Iterator[None]:
@@ -150,7 +219,10 @@ def _print_json(value: Any) -> None:
 def _print_table(table: dict[str, Any]) -> None:
     foreign = {c: f"→ {fk['ref_table']}.{fk['ref_columns'][i]}"
                for fk in table["foreign_keys"] for i, c in enumerate(fk["columns"])}
-    view = Table(title=f"{table['name']}  (~{table['row_estimate']} rows)", title_justify="left", expand=False)
+    kind = str(table.get("kind") or "table").replace("_", " ")
+    over = f" over {', '.join(table['base_tables'])}" if table.get("base_tables") else ""
+    about = f"{kind}{over}" if kind != "table" else f"~{table['row_estimate']} rows"
+    view = Table(title=escape(f"{table['name']}  ({about})"), title_justify="left", expand=False)
     view.add_column("column")
     view.add_column("type")
     view.add_column("null")
@@ -162,8 +234,20 @@ def _print_table(table: dict[str, Any]) -> None:
     out.print(view)
     for index in table["indexes"]:
         kind = "primary" if index["primary"] else ("unique" if index["unique"] else "index")
-        out.print(f"  {kind} [bold]{index['name']}[/bold] ({', '.join(index['columns'])})")
+        out.print(f"  {kind} [bold]{index['name']}[/bold] {_index_keys(index)}", markup=True, highlight=False)
     out.print()
+
+
+def _index_keys(index: dict[str, Any]) -> str:
+    """``(user_id, created_at DESC)``, plus the method and predicate when pg_get_indexdef gives them."""
+    definition = str(index.get("definition") or "")
+    if " USING " in definition:
+        method_and_keys = definition.split(" USING ", 1)[1]
+        method, _, keys = method_and_keys.partition(" ")
+        return escape(keys if method == "btree" else f"{method} {keys}")
+    descending = index.get("descending") or []
+    keys = [c + (" DESC" if i < len(descending) and descending[i] else "") for i, c in enumerate(index["columns"])]
+    return escape(f"({', '.join(keys)})")
 
 
 def _print_suggestions(suggestions: list[dict[str, Any]]) -> None:

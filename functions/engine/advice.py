@@ -2,7 +2,9 @@
 
 Candidates come from spans, not guesses: the filter and order columns of db spans that
 were slow or repeated (N+1 or simply frequent). A candidate is dropped when an existing
-index already leads with its columns. Each survivor is then *proved*: the representative
+index already leads with its columns. A plain view cannot be indexed: its candidate moves to
+its one base table when that table has the columns, and is dropped otherwise. Each survivor
+is then *proved*: the representative
 query (rebuilt from the span's structured attrs and the live schema, never from SQL
 text) is planned with ``EXPLAIN (GENERIC_PLAN, FORMAT JSON)`` before and after creating
 the index inside a transaction that is always rolled back (or with a hypothetical
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from functions.engine.introspect import load_schema
 from functions.engine.schema import Schema, Table
 from functions.shared.spans import Span
 
+_log = logging.getLogger("flux.engine.advice")
 _EQUALITY = ("eq", "in", "is_null")
 _RANGE = ("gt", "gte", "lt", "lte")
 _MAX_INDEX_COLUMNS = 3
@@ -67,15 +71,16 @@ def index_candidates(spans: Sequence[Span], schema: Schema, *, slow_query_ms: in
         frequent = counts[shape] >= n_plus_one_threshold
         if not (slow or frequent or shape in repeated):
             continue
-        table = schema.table(str(attrs.get("table") or ""))
-        if table is None:
+        queried = schema.table(str(attrs.get("table") or ""))
+        if queried is None:
             continue
         filters = tuple((str(c), str(o)) for c, o in zip(attrs.get("filter_columns") or [],
                                                          attrs.get("filter_ops") or [], strict=False)
-                        if str(c) in table.columns)
-        order = tuple(str(c) for c in attrs.get("order_columns") or [] if str(c) in table.columns)
+                        if str(c) in queried.columns)
+        order = tuple(str(c) for c in attrs.get("order_columns") or [] if str(c) in queried.columns)
         columns = _index_columns(filters, order)
-        if not columns or _covered(table, columns):
+        table = index_target(schema, queried, columns) if columns else None
+        if table is None or not columns or _covered(table, columns):
             continue
         if slow:
             reason = f"`{attrs.get('operation')} {table.name}` took {span.duration_us / 1000:.1f} ms"
@@ -83,12 +88,30 @@ def index_candidates(spans: Sequence[Span], schema: Schema, *, slow_query_ms: in
             reason = f"`{attrs.get('operation')} {table.name}` ran {repeated[shape]['count']} times in one request"
         else:
             reason = f"`{attrs.get('operation')} {table.name}` ran {counts[shape]} times in the recent traces"
+        if table is not queried:
+            reason += f" (through view '{queried.name}', which reads '{table.name}')"
         key = (table.name, columns)
         previous = found.get(key)
         reasons = (previous.reasons if previous else ()) + ((reason,) if not previous or reason not in
                                                             previous.reasons else ())
         found[key] = Candidate(table.name, columns, filters, order, shape, reasons[:3])
     return list(found.values())
+
+
+def index_target(schema: Schema, table: Table, columns: tuple[str, ...]) -> Table | None:
+    """Where an index for ``columns`` of ``table`` would go: the table itself, or for a view its base table.
+
+    A view cannot be indexed. When it reads exactly one table that has every column by the
+    same name (a filtering or projecting view), the index goes there; otherwise no
+    suggestion is made. Materialized views are real relations and are indexed themselves.
+    """
+    if table.kind != "view":
+        return table
+    bases = [schema.tables[name] for name in table.base_tables
+             if name in schema.tables and schema.tables[name].kind not in ("view",)]
+    if len(bases) != 1 or any(c not in bases[0].columns for c in columns):
+        return None
+    return bases[0]
 
 
 def _index_columns(filters: tuple[tuple[str, str], ...], order: tuple[str, ...]) -> tuple[str, ...]:
@@ -186,7 +209,16 @@ class PostgresAdvice:
             suggestions = []
             for candidate in candidates:
                 table = schema.tables[candidate.table]
-                costs = self._costs(conn, candidate, table, generic=generic, hypopg=hypopg)
+                try:
+                    costs = self._costs(conn, candidate, table, generic=generic, hypopg=hypopg)
+                except psycopg.Error as exc:
+                    if _is_outage(exc):
+                        raise
+                    # One candidate the planner cannot judge (a relation that cannot be indexed, a lock)
+                    # must not take the schema graph or the other suggestions down with it.
+                    _log.info("index candidate %s(%s) skipped: %s", candidate.table, ", ".join(candidate.columns),
+                              str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+                    continue
                 if costs is None:
                     continue
                 before, after = costs
@@ -252,6 +284,11 @@ class PostgresAdvice:
         except psycopg.Error as exc:
             raise translate_error(exc, "", statement_timeout_ms=self.statement_timeout_ms,
                                   connect_timeout_s=self.connect_timeout_s) from None
+
+
+def _is_outage(exc: psycopg.Error) -> bool:
+    state = getattr(exc, "sqlstate", None) or ""
+    return state.startswith(("08", "53", "57")) or (isinstance(exc, psycopg.OperationalError) and not state)
 
 
 def _never_analyzed(conn: psycopg.Connection[Any], table: str) -> bool:

@@ -6,6 +6,10 @@ process (one per ``flux dev``, one per warm Lambda): it trades freshness for lat
 within ``ttl_s``, which is what the caller asked for by opting in; writes made outside
 the engine are only seen once the entry expires.
 
+A select on a view (or with embeds) depends on several relations: its entry is registered
+under each of them (the view and its base tables, from ``pg_depend``), so a write to any
+one drops it.
+
 A per-table generation counter closes the race where a read that started before a
 write finishes after it: the read only stores its rows if no write to the table began
 in between.
@@ -24,13 +28,18 @@ from typing import Any
 class CachedResult:
     rows: list[dict[str, Any]]
     truncated: bool
+    count: int | None = None
 
 
 @dataclass(slots=True)
 class _Entry:
-    table: str
+    tables: tuple[str, ...]
     expires_at: float
     result: CachedResult
+
+
+def _names(tables: str | Iterable[str]) -> tuple[str, ...]:
+    return (tables,) if isinstance(tables, str) else tuple(sorted(set(tables)))
 
 
 class ResultCache:
@@ -46,8 +55,9 @@ class ResultCache:
         # repr keeps types apart (1 vs '1' vs Decimal('1')), which is what distinguishes the queries.
         return sql, repr(list(params))
 
-    def generation(self, table: str) -> int:
-        return self._generations.get(table, 0)
+    def generation(self, tables: str | Iterable[str]) -> int:
+        """A number that changes whenever a write to any of ``tables`` starts (counters only grow)."""
+        return sum(self._generations.get(name, 0) for name in _names(tables))
 
     def get(self, key: tuple[str, str]) -> CachedResult | None:
         entry = self._entries.get(key)
@@ -59,13 +69,16 @@ class ResultCache:
         self._entries.move_to_end(key)
         return entry.result
 
-    def put(self, key: tuple[str, str], table: str, result: CachedResult, ttl_s: float, generation: int) -> bool:
-        """Store unless a write to ``table`` started since ``generation`` was read."""
-        if self._generations.get(table, 0) != generation:
+    def put(self, key: tuple[str, str], tables: str | Iterable[str], result: CachedResult, ttl_s: float,
+            generation: int) -> bool:
+        """Store unless a write to one of ``tables`` started since ``generation`` was read."""
+        names = _names(tables)
+        if self.generation(names) != generation:
             return False
         self._drop(key)
-        self._entries[key] = _Entry(table, self.clock() + ttl_s, result)
-        self._by_table.setdefault(table, set()).add(key)
+        self._entries[key] = _Entry(names, self.clock() + ttl_s, result)
+        for name in names:
+            self._by_table.setdefault(name, set()).add(key)
         while len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
         return True
@@ -78,12 +91,13 @@ class ResultCache:
         for name in names:
             self._generations[name] = self._generations.get(name, 0) + 1
             for key in self._by_table.pop(name, set()):
-                self._entries.pop(key, None)
+                self._drop(key)
 
     def _drop(self, key: tuple[str, str]) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:
-            self._by_table.get(entry.table, set()).discard(key)
+            for name in entry.tables:
+                self._by_table.get(name, set()).discard(key)
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -15,72 +15,73 @@ silently cutting the result.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import difflib
-import functools
-import math
 import re
-import uuid
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg import sql
-from psycopg.types.json import Json, Jsonb
 
+from functions.engine.coerce import coerce
+from functions.engine.conditions import (
+    COMPARISONS,
+    Binder,
+    TableTarget,
+    ident,
+    resolve_column,
+    resolve_table,
+    where_clause,
+)
 from functions.engine.model import (
     MAX_LIMIT,
     DeleteQuery,
-    Filter,
     InsertQuery,
     Query,
     SelectQuery,
     UpdateQuery,
     UpsertQuery,
+    is_ref,
 )
-from functions.engine.schema import INTERNAL_TABLES, Column, Schema, Table
+from functions.engine.refs import Output
+from functions.engine.schema import Column, Schema, Table
+from functions.engine.selects import compile_select, output_columns
 from functions.shared.errors import InvalidQuery
 
-# Fragments are built once: composing psycopg.sql objects is most of the compiler's cost.
-_COMPARISONS = {op: sql.SQL(f" {text} ") for op, text in
-                {"eq": "=", "neq": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "like": "LIKE",
-                 "ilike": "ILIKE"}.items()}
-_DIRECTIONS = {"asc": sql.SQL(" ASC"), "desc": sql.SQL(" DESC")}
+__all__ = ["coerce", "compile", "max_rows", "output", "resolve_column", "resolve_table", "sql_shape"]
+
 _COMMA = sql.SQL(", ")
-_AND = sql.SQL(" AND ")
-_IS_NULL = sql.SQL(" IS NULL")
-_IS_NOT_NULL = sql.SQL(" IS NOT NULL")
-_SELECT, _FROM, _WHERE, _ORDER_BY = sql.SQL("SELECT "), sql.SQL(" FROM "), sql.SQL(" WHERE "), sql.SQL(" ORDER BY ")
-_LIMIT, _OFFSET = sql.SQL(" LIMIT %s"), sql.SQL(" OFFSET %s")
-_ANY, _ALL, _CAST = sql.SQL(" = ANY(%s"), sql.SQL(" <> ALL(%s"), sql.SQL("::")
 _OPEN, _CLOSE = sql.SQL("("), sql.SQL(")")
-_INT_RANGES = {"int2": 2**15 - 1, "int4": 2**31 - 1, "int8": 2**63 - 1}
-_FLOAT_MAX = {"float4": 3.4028234663852886e38, "float8": 1.7976931348623157e308}
-_FLOAT_WORDS = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf, "-inf": -math.inf}
-_TEXTUAL = frozenset("SDTE")  # string, date/time, interval, enum: given as text, parsed by Postgres
-_INTEGER_TEXT = re.compile(r"^[+-]?\d{1,20}$")
-_STAR = sql.SQL("*")
 _PLACEHOLDER = sql.Placeholder()
+_EXPRESSIONS = {"increment": sql.SQL(" + "), "decrement": sql.SQL(" - ")}
+_ident = ident
 
 
-@functools.lru_cache(maxsize=8192)
-def _ident(*names: str) -> sql.Identifier:
-    """Identifiers are immutable and few: build each once."""
-    return sql.Identifier(*names)
+def compile(q: Query, schema: Schema, *, earlier: Sequence[Output] | None = None
+            ) -> tuple[sql.Composed, list[Any]]:
+    """Check ``q`` against ``schema`` and build its SQL and parameters. Raises :class:`InvalidQuery`.
+
+    ``earlier`` is what the previous queries of a batch return (for ``{$ref}`` values); outside a
+    batch it is None and a reference is refused.
+    """
+    table = resolve_table(schema, q.table)
+    binder = Binder([], earlier)
+    if isinstance(q, SelectQuery):
+        return compile_select(q, table, schema, binder), binder.params
+    if isinstance(q, InsertQuery):  # UpsertQuery is an InsertQuery too
+        return _insert(q, table, binder), binder.params
+    if isinstance(q, UpdateQuery):
+        return _update(q, table, binder), binder.params
+    if isinstance(q, DeleteQuery):
+        return _delete(q, table, binder), binder.params
+    raise InvalidQuery(f"operation: {type(q).__name__} is not supported")
 
 
-def compile(q: Query, schema: Schema) -> tuple[sql.Composed, list[Any]]:
-    """Check ``q`` against ``schema`` and build its SQL and parameters. Raises :class:`InvalidQuery`."""
+def output(q: Query, schema: Schema) -> Output:
+    """What ``q`` returns, for references from later queries of a batch (call after :func:`compile`)."""
     table = resolve_table(schema, q.table)
     if isinstance(q, SelectQuery):
-        return _select(q, table)
-    if isinstance(q, InsertQuery):  # UpsertQuery is an InsertQuery too
-        return _insert(q, table)
-    if isinstance(q, UpdateQuery):
-        return _update(q, table)
-    if isinstance(q, DeleteQuery):
-        return _delete(q, table)
-    raise InvalidQuery(f"operation: {type(q).__name__} is not supported")
+        return Output(table.name, output_columns(q, table))
+    returning = getattr(q, "returning", None)
+    return Output(table.name, frozenset(table.columns) if returning is None else frozenset(returning))
 
 
 def max_rows(q: Query) -> int:
@@ -97,50 +98,7 @@ def sql_shape(statement: str) -> str:
 _VALUES_ROWS = re.compile(r"VALUES (\([^()]*\))(?:, \([^()]*\))+")
 
 
-def resolve_table(schema: Schema, name: str) -> Table:
-    table = schema.table(name)
-    if table is None or name in INTERNAL_TABLES:
-        raise InvalidQuery(f"table: unknown table '{name}'{_hint(name, schema.tables)}")
-    return table
-
-
-def resolve_column(table: Table, name: str, where: str) -> Column:
-    column = table.column(name)
-    if column is None:
-        raise InvalidQuery(f"{where}: unknown column '{name}' in table '{table.name}'{_hint(name, table.columns)}")
-    return column
-
-
-def _hint(name: str, known: Any) -> str:
-    close = difflib.get_close_matches(name, [k for k in known if k not in INTERNAL_TABLES], n=1, cutoff=0.75)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-# -- statements ------------------------------------------------------------------------------------------
-
-def _select(q: SelectQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
-    params: list[Any] = []
-    if q.columns is None:
-        columns: sql.Composable = _STAR
-    else:
-        columns = _COMMA.join(_ident(resolve_column(table, c, f"columns[{i}]").name) for i, c in enumerate(q.columns))
-    parts: list[sql.Composable] = [_SELECT, columns, _FROM, _ident(table.name)]
-    parts += _where(q.filters, table, params)
-    if q.order:
-        keys = [sql.Composed([_ident(resolve_column(table, o.column, f"order[{i}].column").name),
-                              _DIRECTIONS[o.direction]])
-                for i, o in enumerate(q.order)]
-        parts += [_ORDER_BY, _COMMA.join(keys)]
-    parts.append(_LIMIT)
-    params.append((q.limit if q.limit is not None else MAX_LIMIT) + 1)
-    if q.offset:
-        parts.append(_OFFSET)
-        params.append(q.offset)
-    return sql.Composed(parts), params
-
-
-def _insert(q: InsertQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
-    params: list[Any] = []
+def _insert(q: InsertQuery, table: Table, binder: Binder) -> sql.Composed:
     rows = q.data
     names: list[str] = []
     for i, row in enumerate(rows):
@@ -162,7 +120,7 @@ def _insert(q: InsertQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
             cells = []
             for column in columns:
                 if column.name in row:
-                    cells.append(_param(column, row[column.name], f"{prefix}.{column.name}", params))
+                    cells.append(binder.param(column, row[column.name], f"{prefix}.{column.name}"))
                 else:
                     cells.append(sql.SQL("DEFAULT"))
             tuples.append(sql.Composed([_OPEN, _COMMA.join(cells), _CLOSE]))
@@ -170,7 +128,7 @@ def _insert(q: InsertQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
     if isinstance(q, UpsertQuery):
         parts += _on_conflict(q, table, names)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts), params
+    return sql.Composed(parts)
 
 
 def _on_conflict(q: UpsertQuery, table: Table, names: list[str]) -> list[sql.Composable]:
@@ -191,25 +149,39 @@ def _on_conflict(q: UpsertQuery, table: Table, names: list[str]) -> list[sql.Com
     return [sql.SQL(" ON CONFLICT ("), target, sql.SQL(") DO UPDATE SET "), sets]
 
 
-def _update(q: UpdateQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
-    params: list[Any] = []
+def _update(q: UpdateQuery, table: Table, binder: Binder) -> sql.Composed:
     sets = []
     for name, value in q.data.items():
         column = resolve_column(table, name, f"data.{name}")
-        sets.append(sql.Composed([_ident(column.name), _COMPARISONS["eq"],
-                                  _param(column, value, f"data.{name}", params)]))
+        sets.append(sql.Composed([_ident(column.name), COMPARISONS["eq"], _value(column, value, f"data.{name}",
+                                                                                  binder)]))
     parts: list[sql.Composable] = [sql.SQL("UPDATE "), _ident(table.name), sql.SQL(" SET "), _COMMA.join(sets)]
-    parts += _where(q.filters, table, params)
+    parts += where_clause(q.filters, TableTarget(table), binder)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts), params
+    return sql.Composed(parts)
 
 
-def _delete(q: DeleteQuery, table: Table) -> tuple[sql.Composed, list[Any]]:
-    params: list[Any] = []
+def _value(column: Column, value: Any, where: str, binder: Binder) -> sql.Composable:
+    """A new value, or an atomic expression on the current one: ``{increment: 1}``, ``{decrement: 2}``."""
+    if isinstance(value, dict) and not column.is_json and not is_ref(value):
+        if len(value) != 1 or next(iter(value)) not in _EXPRESSIONS:
+            raise InvalidQuery(f"{where}: an object sets '{column.name}' only as {{increment: n}} or "
+                               f"{{decrement: n}} (column '{column.name}' is {column.type})")
+        (kind, amount), = value.items()
+        if column.category != "N":
+            raise InvalidQuery(f"{where}.{kind}: '{kind}' needs a numeric column; '{column.name}' is {column.type}")
+        if amount is None or (isinstance(amount, dict | list) and not is_ref(amount)):
+            raise InvalidQuery(f"{where}.{kind}: needs a number")
+        return sql.Composed([_ident(column.name), _EXPRESSIONS[kind], binder.param(column, amount,
+                                                                                   f"{where}.{kind}")])
+    return binder.param(column, value, where)
+
+
+def _delete(q: DeleteQuery, table: Table, binder: Binder) -> sql.Composed:
     parts: list[sql.Composable] = [sql.SQL("DELETE FROM "), _ident(table.name)]
-    parts += _where(q.filters, table, params)
+    parts += where_clause(q.filters, TableTarget(table), binder)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts), params
+    return sql.Composed(parts)
 
 
 def _returning(returning: tuple[str, ...] | None, table: Table) -> list[sql.Composable]:
@@ -219,145 +191,3 @@ def _returning(returning: tuple[str, ...] | None, table: Table) -> list[sql.Comp
         return []
     names = [_ident(resolve_column(table, c, f"returning[{i}]").name) for i, c in enumerate(returning)]
     return [sql.SQL(" RETURNING "), _COMMA.join(names)]
-
-
-def _where(filters: tuple[Filter, ...], table: Table, params: list[Any]) -> list[sql.Composable]:
-    if not filters:
-        return []
-    return [_WHERE, _AND.join(_condition(f, table, f"filters[{i}]", params) for i, f in enumerate(filters))]
-
-
-def _condition(f: Filter, table: Table, where: str, params: list[Any]) -> sql.Composable:
-    column = resolve_column(table, f.column, f"{where}.column")
-    ident = _ident(column.name)
-    if f.op == "is_null":
-        return sql.Composed([ident, _IS_NULL])
-    if f.op == "not_null":
-        return sql.Composed([ident, _IS_NOT_NULL])
-    if f.op in ("in", "not_in"):
-        if column.is_array:
-            raise InvalidQuery(f"{where}.op: '{f.op}' does not apply to array column '{column.name}'")
-        items = [coerce(column, v, f"{where}.value[{i}]") for i, v in enumerate(f.value or ())]
-        if any(item is None for item in items):
-            raise InvalidQuery(f"{where}.value: an '{f.op}' list cannot hold null (add an is_null filter instead)")
-        params.append(items)
-        cast: list[sql.Composable] = ([_CAST, _ident(column.udt_schema, column.array_udt)]
-                                      if column.array_udt and not column.is_json else [])
-        return sql.Composed([ident, _ANY if f.op == "in" else _ALL, *cast, _CLOSE])
-    if f.op in ("like", "ilike") and column.category != "S":
-        raise InvalidQuery(f"{where}.op: '{f.op}' applies to text columns; '{column.name}' is {column.type}")
-    return sql.Composed([ident, _COMPARISONS[f.op], _param(column, f.value, f"{where}.value", params)])
-
-
-def _param(column: Column, value: Any, where: str, params: list[Any]) -> sql.Composable:
-    params.append(coerce(column, value, where))
-    if column.is_array:
-        return sql.Composed([_PLACEHOLDER, _CAST, _ident(column.udt_schema, column.udt)])
-    return _PLACEHOLDER
-
-
-# -- values ----------------------------------------------------------------------------------------------
-
-def coerce(column: Column, value: Any, where: str) -> Any:
-    """The Python value psycopg should bind for ``value`` in ``column``; a mismatch is a 400 naming both."""
-    if value is None:
-        return None
-    if column.is_json:
-        return Jsonb(value) if column.udt == "jsonb" else Json(value)
-    if isinstance(value, dict):
-        raise _mismatch(column, value, where, "an object is only accepted by json/jsonb columns")
-    if column.is_array:
-        if not isinstance(value, list | tuple):
-            raise _mismatch(column, value, where, "expects a list")
-        return list(value)
-    if isinstance(value, list | tuple):
-        raise _mismatch(column, value, where, "a list is only accepted by array columns (or by 'in' filters)")
-    if column.udt == "bytea":
-        return _bytea(column, value, where)
-    if column.udt == "uuid":
-        return _uuid(column, value, where)
-    if column.category == "N":
-        return _number(column, value, where)
-    if column.category == "B":
-        return _boolean(column, value, where)
-    if column.category in _TEXTUAL and not isinstance(value, str):
-        raise _mismatch(column, value, where, "expects a string")
-    return value
-
-
-def _number(column: Column, value: Any, where: str) -> Any:
-    udt = column.udt
-    if isinstance(value, bool):
-        raise _mismatch(column, value, where, "expects a number")
-    if udt in _INT_RANGES:
-        number: Any = value
-        if isinstance(value, str) and _INTEGER_TEXT.match(value.strip()):
-            number = int(value.strip())
-        elif isinstance(value, float) and value.is_integer():
-            number = int(value)
-        if not isinstance(number, int):
-            raise _mismatch(column, value, where, "expects an integer")
-        if abs(number) > _INT_RANGES[udt] + (1 if number < 0 else 0):
-            raise _mismatch(column, value, where, "is out of range")
-        return number
-    if udt in _FLOAT_MAX:
-        if isinstance(value, str):
-            word = _FLOAT_WORDS.get(value.strip().lower())
-            if word is None:
-                try:
-                    value = float(value)
-                except ValueError:
-                    raise _mismatch(column, value, where, "expects a number") from None
-            else:
-                return word
-        if not isinstance(value, int | float):
-            raise _mismatch(column, value, where, "expects a number")
-        try:
-            number = float(value)
-        except OverflowError:
-            raise _mismatch(column, value, where, "is out of range") from None
-        if math.isfinite(number) and abs(number) > _FLOAT_MAX[udt]:
-            raise _mismatch(column, value, where, "is out of range")
-        return number
-    if udt == "numeric":
-        try:
-            number = Decimal(repr(value) if isinstance(value, float) else str(value).strip())
-        except (InvalidOperation, ValueError):
-            raise _mismatch(column, value, where, "expects a number") from None
-        if number.is_finite() and abs(number.adjusted()) > 131_072:
-            raise _mismatch(column, value, where, "is out of range")
-        return number
-    return value
-
-
-def _boolean(column: Column, value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
-    raise _mismatch(column, value, where, "expects true or false")
-
-
-def _uuid(column: Column, value: Any, where: str) -> uuid.UUID:
-    if not isinstance(value, str):
-        raise _mismatch(column, value, where, "expects a UUID string")
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise _mismatch(column, value, where, "is not a UUID") from None
-
-
-def _bytea(column: Column, value: Any, where: str) -> bytes:
-    if not isinstance(value, str):
-        raise _mismatch(column, value, where, "expects a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise _mismatch(column, value, where, "is not valid base64") from None
-
-
-def _mismatch(column: Column, value: Any, where: str, reason: str) -> InvalidQuery:
-    shown = repr(value) if not isinstance(value, dict | list | tuple) else type(value).__name__
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return InvalidQuery(f"{where}: {shown} {reason} (column '{column.name}' is {column.type})")

@@ -35,6 +35,12 @@ def find_n_plus_one(spans: Sequence[Span], threshold: int) -> list[dict[str, Any
         total_ms = sum(s.duration_us for s in group) / 1000
         how = "concurrently (Promise.all over a list)" if concurrent else "one after another (a loop of awaits)"
         suggestion, suggested_query = _rewrite(attrs)
+        embed = _embed_rewrite(attrs, _earlier(spans, parent, group[0]))
+        alternative = None
+        if embed is not None:
+            alternative = suggested_query
+            suggestion, suggested_query = embed[0] + (f" Or, keeping two queries: {suggestion}" if alternative
+                                                      else ""), embed[1]
         warnings.append({
             "table": table,
             "count": len(group),
@@ -49,6 +55,7 @@ def find_n_plus_one(spans: Sequence[Span], threshold: int) -> list[dict[str, Any
                        f"{_ms(total_ms)} in total",
             "suggestion": suggestion,
             "suggested_query": suggested_query,
+            **({"alternative_query": alternative} if embed is not None and alternative is not None else {}),
         })
     warnings.sort(key=lambda w: (-w["count"], w["table"]))
     return warnings
@@ -91,6 +98,71 @@ def _overlapping(group: list[Span]) -> bool:
             return True
         end = max(end, span.start_us + span.duration_us)
     return False
+
+
+def _earlier(spans: Sequence[Span], parent: str | None, first: Span) -> list[Span]:
+    """The db spans under the same parent that started before the loop did, latest first."""
+    return sorted((s for s in spans if s.kind == "db" and s.parent_span_id == parent and s.start_us < first.start_us),
+                  key=lambda s: -s.start_us)
+
+
+def _embed_rewrite(attrs: dict[str, Any], earlier: list[Span]) -> tuple[str, dict[str, Any]] | None:
+    """When the loop follows a foreign key, the one embedded select that replaces the loop *and* its driver.
+
+    The engine records, per equality filter on a foreign-key column, which table the rows
+    belong to (``embed_hints``). The query that produced the loop's ids is the latest
+    earlier query on that table under the same parent; without one, a single hint is
+    still unambiguous.
+    """
+    if str(attrs.get("operation") or "select") != "select":
+        return None
+    hints = [h for h in attrs.get("embed_hints") or [] if isinstance(h, dict) and h.get("table")]
+    if not hints:
+        return None
+    chosen, driver = None, None
+    for span in earlier:
+        chosen = next((h for h in hints if h["table"] == span.attrs.get("table")), None)
+        if chosen is not None:
+            driver = span
+            break
+    if chosen is None:
+        if len(hints) != 1:
+            return None
+        chosen = hints[0]
+    table, child = str(chosen["table"]), str(chosen.get("embed_table") or attrs.get("table"))
+    many = bool(chosen.get("many"))
+    alias = child if many else _singular(child)
+    inner: dict[str, Any] = {"table": child}
+    key = chosen.get("column")
+    rest = [(c, o) for c, o in zip(attrs.get("filter_columns") or [], attrs.get("filter_ops") or [], strict=False)
+            if not (c == key and o == "eq")]
+    if rest:
+        inner["filters"] = [_placeholder(c, o) for c, o in rest]
+    query: dict[str, Any] = {"table": table, "operation": "select"}
+    if driver is not None:
+        driving = list(zip(driver.attrs.get("filter_columns") or [], driver.attrs.get("filter_ops") or [],
+                           strict=False))
+        if driving:
+            query["filters"] = [_placeholder(c, o) for c, o in driving]
+    query["embed"] = {alias: inner}
+    shape = "a list" if many else "an object (or null)"
+    text = (f"Fetch the `{table}` rows with their `{child}` embedded, in one statement: {_call(query)} — each "
+            f"`{table}` row then carries `{alias}` as {shape}, so the loop and its queries go away.")
+    return text, _plain(query)
+
+
+def _placeholder(column: str, op: str) -> dict[str, Any]:
+    if op in ("is_null", "not_null"):
+        return {"column": column, "op": op}
+    return {"column": column, "op": op.removeprefix("path_"), "value": _Bare("...")}
+
+
+def _singular(name: str) -> str:
+    if name.endswith("ies"):
+        return name[:-3] + "y"
+    if name.endswith("s") and not name.endswith("ss"):
+        return name[:-1]
+    return name
 
 
 class _Bare(str):

@@ -1,6 +1,6 @@
 """Read the ``public`` schema from pg_catalog into a :class:`Schema`.
 
-Three catalog queries (columns, indexes, foreign keys) and a pure :func:`build_schema`
+Four catalog queries (columns, indexes, foreign keys, the base tables of views) and a pure :func:`build_schema`
 that assembles their rows, so the same logic serves the async engine and the
 synchronous CLI / advisor. Domains are resolved to their base type so the compiler
 converts values by what Postgres will actually store.
@@ -39,7 +39,10 @@ SELECT t.relname AS table_name, i.relname AS index_name, ix.indisunique AS is_un
        ix.indisprimary AS is_primary, ix.indpred IS NOT NULL AS is_partial, am.amname AS method,
        ARRAY(SELECT a.attname FROM generate_series(0, ix.indnkeyatts - 1) AS s(k)
              LEFT JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = ix.indkey[s.k]
-             ORDER BY s.k) AS columns
+             ORDER BY s.k) AS columns,
+       ARRAY(SELECT (ix.indoption[s.k] & 1) = 1 FROM generate_series(0, ix.indnkeyatts - 1) AS s(k)
+             ORDER BY s.k) AS descending,
+       pg_get_indexdef(ix.indexrelid) AS definition
 FROM pg_index ix
 JOIN pg_class i ON i.oid = ix.indexrelid
 JOIN pg_class t ON t.oid = ix.indrelid
@@ -63,12 +66,26 @@ WHERE con.contype = 'f' AND n.nspname = 'public'
 ORDER BY t.relname, con.conname
 """
 
+# Views and materialized views: the relations their rewrite rule reads (pg_depend on pg_rewrite).
+VIEW_BASES_SQL = """
+SELECT DISTINCT v.relname AS view_name, b.relname AS base_name
+FROM pg_rewrite r
+JOIN pg_class v ON v.oid = r.ev_class
+JOIN pg_namespace vn ON vn.oid = v.relnamespace
+JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid AND d.refclassid = 'pg_class'::regclass
+JOIN pg_class b ON b.oid = d.refobjid
+JOIN pg_namespace bn ON bn.oid = b.relnamespace
+WHERE vn.nspname = 'public' AND bn.nspname = 'public' AND v.relkind IN ('v', 'm') AND b.oid <> v.oid
+  AND b.relkind IN ('r', 'p', 'v', 'm', 'f')
+ORDER BY 1, 2
+"""
+
 _KINDS = {"r": "table", "p": "partitioned_table", "v": "view", "m": "materialized_view", "f": "foreign_table"}
 
 
 def build_schema(columns: Iterable[dict[str, Any]], indexes: Iterable[dict[str, Any]],
-                 foreign_keys: Iterable[dict[str, Any]]) -> Schema:
-    """Assemble catalog rows (as dicts, in the shape of the three queries above) into a Schema."""
+                 foreign_keys: Iterable[dict[str, Any]], view_bases: Iterable[dict[str, Any]] = ()) -> Schema:
+    """Assemble catalog rows (as dicts, in the shape of the queries above) into a Schema."""
     cols: dict[str, dict[str, Column]] = {}
     meta: dict[str, tuple[str, int]] = {}
     for row in columns:
@@ -84,12 +101,14 @@ def build_schema(columns: Iterable[dict[str, Any]], indexes: Iterable[dict[str, 
     for row in indexes:
         idx.setdefault(row["table_name"], []).append(Index(
             name=row["index_name"], columns=tuple(row["columns"]), unique=bool(row["is_unique"]),
-            primary=bool(row["is_primary"]), partial=bool(row["is_partial"]), method=row["method"]))
+            primary=bool(row["is_primary"]), partial=bool(row["is_partial"]), method=row["method"],
+            descending=tuple(bool(d) for d in row.get("descending") or ()), definition=row.get("definition") or ""))
     fks: dict[str, list[ForeignKey]] = {}
     for row in foreign_keys:
         fks.setdefault(row["table_name"], []).append(ForeignKey(
             name=row["name"], columns=tuple(row["columns"]), ref_table=row["ref_table"],
             ref_columns=tuple(row["ref_columns"])))
+    bases = _base_tables(view_bases, meta)
     tables = {}
     for name, columns_of in cols.items():
         indexes_of = tuple(idx.get(name, ()))
@@ -98,8 +117,30 @@ def build_schema(columns: Iterable[dict[str, Any]], indexes: Iterable[dict[str, 
         tables[name] = Table(
             name=name, columns=columns_of, kind=kind, row_estimate=estimate,
             primary_key=tuple(c for c in primary.columns if c is not None) if primary else (),
-            foreign_keys=tuple(fks.get(name, ())), indexes=indexes_of)
+            foreign_keys=tuple(fks.get(name, ())), indexes=indexes_of, base_tables=bases.get(name, ()))
     return Schema(tables=tables)
+
+
+def _base_tables(view_bases: Iterable[dict[str, Any]], meta: dict[str, tuple[str, int]]
+                 ) -> dict[str, tuple[str, ...]]:
+    """Each view's base tables, following views of views down to tables (cycles cannot occur, but are cut)."""
+    direct: dict[str, set[str]] = {}
+    for row in view_bases:
+        direct.setdefault(row["view_name"], set()).add(row["base_name"])
+
+    def tables_of(name: str, seen: frozenset[str]) -> set[str]:
+        out: set[str] = set()
+        for base in direct.get(name, ()):
+            if base in seen:
+                continue
+            if meta.get(base, ("table", 0))[0] in ("view", "materialized_view"):
+                out.add(base)   # a view read by a view: its cache must go too when its own bases change
+                out |= tables_of(base, seen | {base})
+            else:
+                out.add(base)
+        return out
+
+    return {view: tuple(sorted(tables_of(view, frozenset({view})))) for view in direct}
 
 
 def load_schema(conn: psycopg.Connection[Any]) -> Schema:
@@ -108,7 +149,8 @@ def load_schema(conn: psycopg.Connection[Any]) -> Schema:
         columns = cur.execute(COLUMNS_SQL).fetchall()
         indexes = cur.execute(INDEXES_SQL).fetchall()
         foreign_keys = cur.execute(FOREIGN_KEYS_SQL).fetchall()
-    return build_schema(columns, indexes, foreign_keys)
+        view_bases = cur.execute(VIEW_BASES_SQL).fetchall()
+    return build_schema(columns, indexes, foreign_keys, view_bases)
 
 
 async def load_schema_async(conn: psycopg.AsyncConnection[Any]) -> Schema:
@@ -117,4 +159,5 @@ async def load_schema_async(conn: psycopg.AsyncConnection[Any]) -> Schema:
         columns = await (await cur.execute(COLUMNS_SQL)).fetchall()
         indexes = await (await cur.execute(INDEXES_SQL)).fetchall()
         foreign_keys = await (await cur.execute(FOREIGN_KEYS_SQL)).fetchall()
-    return build_schema(columns, indexes, foreign_keys)
+        view_bases = await (await cur.execute(VIEW_BASES_SQL)).fetchall()
+    return build_schema(columns, indexes, foreign_keys, view_bases)

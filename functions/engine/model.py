@@ -10,135 +10,79 @@ raised before a single byte of SQL exists.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
-    StrictStr,
     TypeAdapter,
     ValidationError,
-    ValidationInfo,
-    field_validator,
     model_validator,
 )
 
+from functions.engine.filters import _GROUP_KEYS as _GROUP_KEYS
+from functions.engine.filters import (
+    AndFilter,
+    Filter,
+    FilterItem,
+    NotFilter,
+    OrFilter,
+    check_filter_tree,
+    children,
+    conjuncts,
+    leaves,
+)
+from functions.engine.model_base import (
+    AGGREGATES,
+    ARRAY_OPERATORS,
+    DEFAULT_LIMIT,
+    LIST_OPERATORS,
+    MAX_AGGREGATES,
+    MAX_BATCH,
+    MAX_BULK_ROWS,
+    MAX_CACHE_TTL_S,
+    MAX_COLUMNS,
+    MAX_EMBED_DEPTH,
+    MAX_EMBEDS,
+    MAX_FILTER_DEPTH,
+    MAX_FILTERS,
+    MAX_IDENTIFIER_BYTES,
+    MAX_IN_LIST,
+    MAX_JSON_DEPTH,
+    MAX_LIMIT,
+    MAX_OFFSET,
+    MAX_ORDER,
+    MAX_PATH,
+    NULL_OPERATORS,
+    OPERATIONS,
+    OPERATORS,
+    SEARCH_CONFIGS,
+    WRITE_OPERATIONS,
+    Identifier,
+    JsonValue,
+    Operator,
+    Row,
+    _Frozen,
+    _lower,
+    check_identifier,
+    check_json_value,
+    is_ref,
+)
 from functions.shared.errors import InvalidQuery
 
-OPERATIONS = ("select", "insert", "update", "delete", "upsert")
-WRITE_OPERATIONS = frozenset({"insert", "update", "delete", "upsert"})
-OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null")
-LIST_OPERATORS = frozenset({"in", "not_in"})
-NULL_OPERATORS = frozenset({"is_null", "not_null"})
-
-MAX_IDENTIFIER_BYTES = 63      # Postgres NAMEDATALEN - 1: a longer name would be silently truncated
-MAX_IN_LIST = 1000
-MAX_BULK_ROWS = 1000
-MAX_COLUMNS = 1600             # Postgres' own per-table limit
-MAX_FILTERS = 64
-MAX_ORDER = 16
-MAX_OFFSET = 1_000_000
-MAX_JSON_DEPTH = 32
-MAX_CACHE_TTL_S = 86_400
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-MAX_BATCH = 100
-
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-Operator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "like", "ilike", "in", "not_in", "is_null", "not_null"]
-
-
-def check_identifier(value: str) -> str:
-    """A plain SQL identifier: no quoting, no schema qualification, nothing Postgres would truncate."""
-    if "\x00" in value:
-        raise ValueError("contains a NUL byte")
-    size = len(value.encode("utf-8"))
-    if size > MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"is {size} bytes long; identifiers are at most {MAX_IDENTIFIER_BYTES} bytes")
-    if not _IDENTIFIER.match(value):
-        raise ValueError("is not a plain identifier (letters, digits and '_', not starting with a digit; "
-                         "no quotes, dots, spaces or semicolons)")
-    return value
-
-
-def check_json_value(value: Any, depth: int = 0) -> Any:
-    """JSON data only: strings without NUL bytes, finite numbers, bounded nesting."""
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("contains a NUL byte")
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError("is not a finite number")
-        return value
-    if depth >= MAX_JSON_DEPTH:
-        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, list | tuple):
-        for item in value:
-            check_json_value(item, depth + 1)
-        return value
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise ValueError("has a non-string object key")
-            if "\x00" in key:
-                raise ValueError("has an object key with a NUL byte")
-            check_json_value(item, depth + 1)
-        return value
-    raise ValueError(f"is not a JSON value ({type(value).__name__})")
-
-
-Identifier = Annotated[StrictStr, AfterValidator(check_identifier)]
-JsonValue = Annotated[Any, AfterValidator(check_json_value)]
-Row = Annotated[dict[Identifier, JsonValue], Field(max_length=MAX_COLUMNS)]
-
-
-def _lower(value: Any) -> Any:
-    return value.lower() if isinstance(value, str) else value
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Filter(_Frozen):
-    column: Identifier
-    op: Annotated[Operator, BeforeValidator(_lower)]
-    value: JsonValue = None
-
-    @field_validator("value", mode="before")
-    @classmethod
-    def _list_size(cls, value: Any, info: ValidationInfo) -> Any:
-        # Checked before the value is walked, so a 100,000-item list is refused without visiting it.
-        if info.data.get("op") in LIST_OPERATORS:
-            if not isinstance(value, list | tuple):
-                raise ValueError(f"'{info.data['op']}' needs a list of values")
-            if len(value) > MAX_IN_LIST:
-                raise ValueError(f"has {len(value)} items; an '{info.data['op']}' list holds at most {MAX_IN_LIST}")
-            return tuple(value)
-        return value
-
-    @model_validator(mode="after")
-    def _value_fits_operator(self) -> Filter:
-        if self.op in NULL_OPERATORS:
-            if self.value is not None:
-                raise ValueError(f"'{self.op}' takes no value")
-        elif self.op not in LIST_OPERATORS:
-            if self.value is None:
-                raise ValueError(f"'{self.op}' needs a non-null value (use is_null / not_null to match NULL)")
-            if self.op in ("like", "ilike") and not isinstance(self.value, str):
-                raise ValueError(f"'{self.op}' needs a string pattern")
-        return self
+__all__ = [
+    "AGGREGATES", "ARRAY_OPERATORS", "DEFAULT_LIMIT", "LIST_OPERATORS", "MAX_AGGREGATES", "MAX_BATCH",
+    "MAX_BULK_ROWS", "MAX_CACHE_TTL_S", "MAX_COLUMNS", "MAX_EMBEDS", "MAX_EMBED_DEPTH", "MAX_FILTERS",
+    "MAX_FILTER_DEPTH", "MAX_IDENTIFIER_BYTES", "MAX_IN_LIST", "MAX_JSON_DEPTH", "MAX_LIMIT", "MAX_OFFSET",
+    "MAX_ORDER", "MAX_PATH", "NULL_OPERATORS", "OPERATIONS", "OPERATORS", "SEARCH_CONFIGS", "WRITE_OPERATIONS",
+    "Aggregate", "AndFilter", "Cache", "DeleteQuery", "Embed", "Filter", "FilterItem", "Identifier", "InsertQuery",
+    "JsonValue", "NotFilter", "Operator", "OrFilter", "Order", "Query", "Row", "SelectQuery", "UpdateQuery",
+    "UpsertQuery", "check_filter_tree", "check_identifier", "check_json_value", "children", "conjuncts",
+    "describe", "is_ref", "leaves", "parse_batch", "parse_query", "walk_embeds",
+]
 
 
 class Order(_Frozen):
@@ -160,14 +104,65 @@ def _returning(value: Any) -> Any:
 
 # None means every column (RETURNING *); an empty tuple means no RETURNING clause.
 Returning = Annotated[tuple[Identifier, ...] | None, BeforeValidator(_returning)]
-Filters = Annotated[tuple[Filter, ...], Field(max_length=MAX_FILTERS)]
+Filters = Annotated[tuple[FilterItem, ...], Field(max_length=MAX_FILTERS)]
+Columns = Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_COLUMNS)]
+Orders = Annotated[tuple[Order, ...], Field(max_length=MAX_ORDER)]
+Limit = Annotated[StrictInt, Field(ge=0)]
+Offset = Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)]
+
+
+class Embed(_Frozen):
+    """Related rows of ``table``, joined along a foreign key (either direction) and nested under the alias.
+
+    ``via`` names the foreign-key column (on either side) or the constraint when two keys link the
+    same tables. A to-one relation gives an object (or null), a to-many one a list; ``inner``
+    keeps only the parent rows that have a match (after the embed's own filters).
+    """
+
+    table: Identifier
+    via: Identifier | None = None
+    columns: Columns | None = None
+    filters: Filters = ()
+    order: Orders = ()
+    limit: Limit | None = None
+    offset: Offset = 0
+    inner: StrictBool = False
+    embed: Annotated[dict[Identifier, Embed], Field(min_length=1, max_length=MAX_EMBEDS)] | None = None
+
+
+Embed.model_rebuild()
+Embeds = Annotated[dict[Identifier, Embed], Field(min_length=1, max_length=MAX_EMBEDS)]
+
+
+class Aggregate(_Frozen):
+    """``{fn: "sum", column: "total", as: "revenue"}``; ``count`` may omit the column (``count(*)``)."""
+
+    fn: Annotated[Literal["count", "sum", "avg", "min", "max"], BeforeValidator(_lower)]
+    column: Identifier | None = None
+    distinct: StrictBool = False
+    alias: Annotated[Identifier | None, Field(alias="as")] = None
+
+    @model_validator(mode="after")
+    def _needs_column(self) -> Aggregate:
+        if self.column is None and self.fn != "count":
+            raise ValueError(f"'{self.fn}' needs a column")
+        if self.distinct and self.column is None:
+            raise ValueError("'distinct' needs a column (count(DISTINCT column))")
+        return self
+
+    @property
+    def name(self) -> str:
+        """The result key: ``as``, else ``count`` for ``count(*)``, else ``<fn>_<column>``."""
+        if self.alias:
+            return self.alias
+        return self.fn if self.column is None else f"{self.fn}_{self.column}"
 
 
 class _Query(_Frozen):
     table: Identifier
 
     @property
-    def filters_(self) -> tuple[Filter, ...]:
+    def filters_(self) -> tuple[Any, ...]:
         return getattr(self, "filters", ())
 
     @property
@@ -177,12 +172,34 @@ class _Query(_Frozen):
 
 class SelectQuery(_Query):
     operation: Literal["select"]
-    columns: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
+    columns: Columns | None = None
     filters: Filters = ()
-    order: Annotated[tuple[Order, ...], Field(max_length=MAX_ORDER)] = ()
-    limit: Annotated[StrictInt, Field(ge=0)] | None = None
-    offset: Annotated[StrictInt, Field(ge=0, le=MAX_OFFSET)] = 0
+    order: Orders = ()
+    limit: Limit | None = None
+    offset: Offset = 0
     cache: Cache | None = None
+    embed: Embeds | None = None
+    distinct: StrictBool = False
+    group_by: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=32)] | None = None
+    aggregates: Annotated[tuple[Aggregate, ...], Field(min_length=1, max_length=MAX_AGGREGATES)] | None = None
+    having: Filters = ()
+    count: Literal["exact"] | None = None
+    page: StrictBool = False
+
+    @model_validator(mode="after")
+    def _combinations(self) -> SelectQuery:
+        if self.embed and (self.group_by or self.aggregates or self.distinct):
+            raise ValueError("'embed' cannot be combined with group_by, aggregates or distinct")
+        if self.having and not self.aggregates:
+            raise ValueError("'having' filters aggregates; add 'aggregates'")
+        if self.distinct and (self.group_by or self.aggregates):
+            raise ValueError("'distinct' with group_by or aggregates is redundant; drop 'distinct'")
+        return self
+
+    @property
+    def wants_page(self) -> bool:
+        """The caller asked for ``{rows, truncated, next_offset, count?}`` instead of a bare list of rows."""
+        return self.page or self.count is not None
 
 
 def _rows(value: Any) -> Any:
@@ -230,6 +247,7 @@ def parse_query(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int 
     if raw.get("operation") in ("update", "delete") and not raw.get("filters"):
         raise InvalidQuery(f"{where}filters: {raw['operation']} without filters is refused; add a filter "
                            f"(for example {{column: 'id', op: 'eq', value: ...}})")
+    _check_nesting(raw, where)
     try:
         query = _QUERY.validate_python(raw)
     except ValidationError as exc:
@@ -240,7 +258,48 @@ def parse_query(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int 
         elif query.limit > max_limit:
             raise InvalidQuery(f"{where}limit: {query.limit} is over the maximum of {max_limit} rows; "
                                "page with offset or narrow the filters")
+        for path, embed in walk_embeds(query.embed, f"{where}embed") if query.embed else ():
+            if embed.limit is not None and embed.limit > max_limit:
+                raise InvalidQuery(f"{path}.limit: {embed.limit} is over the maximum of {max_limit} rows")
     return query
+
+
+def walk_embeds(embeds: Mapping[str, Embed] | None, where: str) -> list[tuple[str, Embed]]:
+    """Every embed of a query with its path (``embed.items.embed.product``), parents first."""
+    out: list[tuple[str, Embed]] = []
+    for alias, embed in (embeds or {}).items():
+        path = f"{where}.{alias}"
+        out.append((path, embed))
+        out.extend(walk_embeds(embed.embed, f"{path}.embed"))
+    return out
+
+
+def _check_nesting(raw: Mapping[str, Any], where: str) -> None:
+    """Size limits pydantic cannot express (or would only reach after recursing): filter trees and embed depth."""
+    for key in ("filters", "having"):
+        items = raw.get(key)
+        # The walk only matters for groups: a flat list of plain conditions (the common case) is skipped.
+        if isinstance(items, list | tuple) and any(type(i) is not dict or not _GROUP_KEYS.isdisjoint(i)
+                                                   for i in items):
+            check_filter_tree(items, f"{where}{key}")
+    if raw.get("embed") is None:
+        return
+    total = [0]
+
+    def embeds(value: Any, path: str, depth: int) -> None:
+        if not isinstance(value, Mapping):
+            return
+        if depth >= MAX_EMBED_DEPTH:
+            raise InvalidQuery(f"{path}: embeds are nested deeper than {MAX_EMBED_DEPTH} levels")
+        for alias, item in value.items():
+            total[0] += 1
+            if total[0] > MAX_EMBEDS:
+                raise InvalidQuery(f"{path}: more than {MAX_EMBEDS} embeds in one query")
+            if isinstance(item, Mapping):
+                check_filter_tree(item.get("filters"), f"{path}.{alias}.filters")
+                embeds(item.get("embed"), f"{path}.{alias}.embed", depth + 1)
+
+    embeds(raw.get("embed"), f"{where}embed", 0)
 
 
 def parse_batch(raw: Any, *, default_limit: int = DEFAULT_LIMIT, max_limit: int = MAX_LIMIT) -> list[Query]:
@@ -281,6 +340,9 @@ def describe(exc: ValidationError, where: str = "", raw: Mapping[str, Any] | Non
         message = f"{path}: is required"
     elif key_error:
         message = f"{path}: key {given} {reason}"
+    elif kind in ("model_type", "model_attributes_type") and "[filter]" in first["loc"]:
+        message = (f"{path}: must be a filter {{column, op, value}} or a group {{or: [...]}}, {{and: [...]}} "
+                   "or {not: ...}")
     elif kind == "literal_error" and loc and loc[-1] == "op":
         message = f"{path}: unknown operator {given} (expected one of {', '.join(OPERATORS)})"
     elif kind == "literal_error":

@@ -8,6 +8,7 @@ schema is visible; the engine's own bookkeeping tables are hidden.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +52,8 @@ class Index:
     primary: bool = False
     partial: bool = False
     method: str = "btree"
+    descending: tuple[bool, ...] = ()   # per key column: sorted DESC
+    definition: str = ""                # pg_get_indexdef(): the exact CREATE INDEX statement
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,11 @@ class Table:
     indexes: tuple[Index, ...] = ()
     kind: str = "table"          # table | view | materialized_view | foreign_table | partitioned_table
     row_estimate: int = 0
+    base_tables: tuple[str, ...] = ()  # for a view: the tables it reads, through other views too (pg_rewrite)
+
+    @property
+    def is_view(self) -> bool:
+        return self.kind in ("view", "materialized_view")
 
     def column(self, name: str) -> Column | None:
         return self.columns.get(name)
@@ -87,6 +95,23 @@ class Schema:
     def table(self, name: str) -> Table | None:
         return self.tables.get(name)
 
+    def reads(self, names: Iterable[str]) -> frozenset[str]:
+        """The relations a query over ``names`` depends on: themselves and, for views, their base tables.
+
+        A cached result is registered under all of them, so a write to a base table drops
+        the cached rows of every view built on it.
+        """
+        out = set(names)
+        for name in list(out):
+            table = self.tables.get(name)
+            if table is not None:
+                out.update(table.base_tables)
+        return frozenset(out)
+
+    def referencing(self, name: str) -> list[tuple[Table, ForeignKey]]:
+        """The (table, foreign key) pairs whose key points at ``name``."""
+        return [(t, fk) for t in self.tables.values() for fk in t.foreign_keys if fk.ref_table == name]
+
     def to_graph(self, suggested_indexes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """The ``/schema/graph`` document (DESIGN §4)."""
         return {
@@ -103,9 +128,24 @@ def _table_graph(table: Table) -> dict[str, Any]:
         "columns": [{"name": c.name, "type": c.type, "nullable": c.nullable, "has_default": c.has_default}
                     for c in table.columns.values()],
         "primary_key": list(table.primary_key),
+        "base_tables": list(table.base_tables),
         "foreign_keys": [{"name": fk.name, "columns": list(fk.columns), "ref_table": fk.ref_table,
                           "ref_columns": list(fk.ref_columns)} for fk in table.foreign_keys],
         "indexes": [{"name": ix.name, "columns": [c if c is not None else "(expression)" for c in ix.columns],
-                     "unique": ix.unique, "primary": ix.primary, "partial": ix.partial, "method": ix.method}
+                     "descending": [bool(d) for d in ix.descending] or [False] * len(ix.columns),
+                     "unique": ix.unique, "primary": ix.primary, "partial": ix.partial, "method": ix.method,
+                     "definition": ix.definition or index_definition(table.name, ix)}
                     for ix in table.indexes],
     }
+
+
+def index_definition(table: str, index: Index) -> str:
+    """A CREATE INDEX statement for an index known only by its parts (what pg_get_indexdef would say)."""
+    keys = []
+    for i, column in enumerate(index.columns):
+        key = column if column is not None else "(expression)"
+        if i < len(index.descending) and index.descending[i]:
+            key += " DESC"
+        keys.append(key)
+    unique = "UNIQUE " if index.unique else ""
+    return f"CREATE {unique}INDEX {index.name} ON public.{table} USING {index.method} ({', '.join(keys)})"

@@ -22,10 +22,12 @@ from typing import Any
 
 from functions.engine import model
 from functions.engine.cache import CachedResult, ResultCache
-from functions.engine.compiler import compile, max_rows, sql_shape
+from functions.engine.compiler import compile, max_rows, output, sql_shape
 from functions.engine.executor import Executor, Outcome, PsycopgExecutor, Statement
-from functions.engine.model import Query, SelectQuery, parse_batch, parse_query
+from functions.engine.model import Query, SelectQuery, conjuncts, leaves, parse_batch, parse_query, walk_embeds
+from functions.engine.refs import Output, resolve
 from functions.engine.schema import Schema
+from functions.engine.selects import ROW, TOTAL, embed_summary
 from functions.engine.values import row_to_json
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError
@@ -50,6 +52,8 @@ class _Prepared:
     query: Query
     statement: Statement
     shape: str
+    reads: frozenset[str] = frozenset()      # relations a cached select depends on (views: their base tables)
+    hints: tuple[dict[str, Any], ...] = ()   # foreign keys an N+1 of this query could embed along
 
 
 class DataEngine:
@@ -62,6 +66,8 @@ class DataEngine:
         self._schema: Schema | None = None
         self._schema_at = 0.0
         self._schema_lock = asyncio.Lock()
+        self._hints: dict[tuple[str, str], tuple[dict[str, Any], ...]] = {}
+        self._hints_schema: Schema | None = None
 
     @classmethod
     def create(cls, dsn: str, *, slow_query_ms: int = 100, statement_timeout_ms: int = 5000,
@@ -129,7 +135,11 @@ class DataEngine:
         try:
             parsed = parse_batch(queries, default_limit=self.settings.default_limit, max_limit=self.settings.max_limit)
             schema = await self.schema()
-            prepared = [self._prepare(q, schema, where=f"batch[{i}].") for i, q in enumerate(parsed)]
+            prepared = []
+            earlier: list[Output] = []
+            for i, q in enumerate(parsed):
+                prepared.append(self._prepare(q, schema, where=f"batch[{i}].", earlier=earlier))
+                earlier.append(output(q, schema))
         except FluxError as exc:
             _emit(call, [_failed(start_span(call.trace_id, call.parent_span_id, "db", "batch",
                                             function=call.function, batch=True), exc, None)])
@@ -138,13 +148,15 @@ class DataEngine:
         self.cache.invalidate(written)
         spans: list[Span] = []
         results: list[dict[str, Any]] = []
+        outcomes: list[Outcome] = []
         current: OpenSpan | None = None
         try:
             async with self.executor.transaction() as tx:
-                for item in prepared:
+                for i, item in enumerate(prepared):
                     current = _open_span(call, None, item.query, batch=True)
-                    outcome = await tx.run(item.statement)
-                    result = _result(outcome, item.statement.max_rows)
+                    outcome = await tx.run(_bound(item.statement, outcomes, f"batch[{i}]."))
+                    outcomes.append(outcome)
+                    result = _result(outcome, item.statement.max_rows, item.query)
                     spans.append(self._finished(current, item, result, "BYPASS", outcome.rowcount))
                     results.append(result)
                     current = None
@@ -162,17 +174,41 @@ class DataEngine:
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _prepare(self, query: Query, schema: Schema, where: str = "") -> _Prepared:
+    def _prepare(self, query: Query, schema: Schema, where: str = "",
+                 earlier: list[Output] | None = None) -> _Prepared:
         try:
-            composed, params = compile(query, schema)
+            composed, params = compile(query, schema, earlier=earlier)
         except FluxError as exc:
             if where:
-                exc.message = f"{where}{exc.message}"
-                exc.args = (exc.message,)
+                _prefix(exc, where)
             raise
         text = composed.as_string(None)
         statement = Statement(text, params, max_rows(query), query.table, bounded=isinstance(query, SelectQuery))
-        return _Prepared(query, statement, _shape(text))
+        prepared = _Prepared(query, statement, _shape(text))
+        if isinstance(query, SelectQuery):
+            if query.cache is not None:
+                prepared.reads = schema.reads([query.table, *(e.table for _, e in walk_embeds(query.embed, ""))])
+            if not query.embed and not query.aggregates and not query.group_by:
+                prepared.hints = self._embed_hints(schema, query)
+        return prepared
+
+    def _embed_hints(self, schema: Schema, query: SelectQuery) -> tuple[dict[str, Any], ...]:
+        """For each equality filter on a foreign-key column (either side): the embed that could replace a loop.
+
+        Memoised per schema: this runs on every select, the answer only changes with the schema.
+        """
+        hints: list[dict[str, Any]] = []
+        for f in conjuncts(query.filters):
+            if f.op != "eq" or f.path is not None:
+                continue
+            if self._hints_schema is not schema or len(self._hints) > 4096:
+                self._hints, self._hints_schema = {}, schema
+            key = (query.table, f.column)
+            found = self._hints.get(key)
+            if found is None:
+                found = self._hints[key] = _hints_for(schema, query.table, f.column)
+            hints.extend(found)
+        return tuple(hints[:8])
 
     async def _run_one(self, item: _Prepared) -> tuple[dict[str, Any], str, int]:
         query, statement = item.query, item.statement
@@ -180,13 +216,12 @@ class DataEngine:
             key = self.cache.key(statement.sql, statement.params)
             hit = self.cache.get(key)
             if hit is not None:
-                return {"rows": hit.rows, "truncated": hit.truncated}, "HIT", len(hit.rows)
-            generation = self.cache.generation(query.table)
+                return _shaped(query, hit.rows, hit.truncated, hit.count), "HIT", len(hit.rows)
+            generation = self.cache.generation(item.reads)
             outcome = await self.executor.run(statement)
-            result = _result(outcome, statement.max_rows)
-            self.cache.put(key, query.table, CachedResult(result["rows"], result["truncated"]), query.cache.ttl_s,
-                           generation)
-            return result, "MISS", outcome.rowcount
+            rows, truncated, count = _rows(outcome, statement.max_rows, query)
+            self.cache.put(key, item.reads, CachedResult(rows, truncated, count), query.cache.ttl_s, generation)
+            return _shaped(query, rows, truncated, count), "MISS", outcome.rowcount
         if query.is_write:
             self.cache.invalidate([query.table])
             try:
@@ -195,11 +230,12 @@ class DataEngine:
                 self.cache.invalidate([query.table])
         else:
             outcome = await self.executor.run(statement)
-        return _result(outcome, statement.max_rows), "BYPASS", outcome.rowcount
+        return _result(outcome, statement.max_rows, query), "BYPASS", outcome.rowcount
 
     def _finished(self, span: OpenSpan, item: _Prepared, result: dict[str, Any], cache: str, count: int) -> Span:
         # rows: what a select returned; for a write, how many rows it affected (RETURNING may be capped).
-        rows = count if item.query.is_write else len(result["rows"])
+        returned = result["rows"]["rows"] if isinstance(result["rows"], dict) else result["rows"]
+        rows = count if item.query.is_write else len(returned)
         done = span.finish("ok", **_query_attrs(item), rows=rows, cache=cache, truncated=result["truncated"])
         done.attrs["slow"] = done.duration_us > self.settings.slow_query_ms * 1000
         return done
@@ -210,12 +246,71 @@ def _shape(text: str) -> str:
     return sql_shape(text)
 
 
-def _result(outcome: Outcome, limit: int) -> dict[str, Any]:
+def _result(outcome: Outcome, limit: int, query: Query) -> dict[str, Any]:
+    rows, truncated, count = _rows(outcome, limit, query)
+    return _shaped(query, rows, truncated, count)
+
+
+def _rows(outcome: Outcome, limit: int, query: Query) -> tuple[list[dict[str, Any]], bool, int | None]:
+    """JSON rows (at most ``limit``), whether there were more, and the exact count when one was asked for."""
     rows = outcome.rows
+    count: int | None = None
+    if isinstance(query, SelectQuery) and query.count is not None:
+        # One row always comes back: the count, joined to the page rows (none when the page is empty).
+        count = int(rows[0][TOTAL]) if rows else 0
+        rows = [] if query.limit == 0 else [{k: v for k, v in r.items() if k not in (TOTAL, ROW)} for r in rows
+                                            if r.get(ROW) is not None]
     truncated = len(rows) > limit
     if truncated:
         rows = rows[:limit]
-    return {"rows": [row_to_json(r) for r in rows], "truncated": truncated}
+    if count is not None and query.limit == 0:
+        truncated = count > getattr(query, "offset", 0)
+    return [row_to_json(r) for r in rows], truncated, count
+
+
+def _shaped(query: Query, rows: list[dict[str, Any]], truncated: bool, count: int | None) -> dict[str, Any]:
+    """What ``ctx.db.query`` resolves to is ``result["rows"]``: the list, or the page object when asked for."""
+    if not (isinstance(query, SelectQuery) and query.wants_page):
+        return {"rows": rows, "truncated": truncated}
+    page: dict[str, Any] = {"rows": rows, "truncated": truncated,
+                            "next_offset": query.offset + len(rows) if truncated else None}
+    if count is not None:
+        page["count"] = count
+    return {"rows": page, "truncated": truncated}
+
+
+def _bound(statement: Statement, outcomes: list[Outcome], where: str) -> Statement:
+    """The statement with its batch references replaced by the values earlier queries returned."""
+    try:
+        params = resolve(statement.params, outcomes)
+    except FluxError as exc:
+        raise _prefix(exc, where) from None
+    if params == list(statement.params):
+        return statement
+    return Statement(statement.sql, params, statement.max_rows, statement.table, statement.bounded)
+
+
+def _prefix(exc: FluxError, where: str) -> FluxError:
+    exc.message = f"{where}{exc.message}"
+    exc.args = (exc.message,)
+    return exc
+
+
+def _hints_for(schema: Schema, table_name: str, column: str) -> tuple[dict[str, Any], ...]:
+    """Embeds that fetch rows of ``table_name`` found by ``column`` together with the rows they belong to.
+
+    ``order_items.order_id = ?`` in a loop → select orders with ``embed: {order_items: ...}`` (to-many);
+    ``products.id = ?`` in a loop → select order_items with ``embed: {products: ...}`` (to-one).
+    """
+    table = schema.table(table_name)
+    if table is None:
+        return ()
+    hints = [{"table": fk.ref_table, "embed_table": table_name, "column": column, "via": fk.columns[0],
+              "many": True} for fk in table.foreign_keys if fk.columns == (column,)]
+    hints += [{"table": other.name, "embed_table": table_name, "column": column, "via": fk.columns[0],
+               "many": False} for other, fk in schema.referencing(table_name) if fk.ref_columns == (column,)
+              and len(fk.columns) == 1 and other.name != table_name]
+    return tuple(hints)
 
 
 def _open_span(call: CallContext, raw: Any, query: Query | None = None, **attrs: Any) -> OpenSpan:
@@ -237,16 +332,39 @@ def _peek(raw: Any, key: str) -> str:
 
 
 def _query_attrs(item: _Prepared) -> dict[str, Any]:
+    """Span attributes: the filter and order columns the advisor reads, and what the richer forms used.
+
+    ``filter_columns``/``filter_ops`` hold the conditions that must all hold (what an index can
+    serve); conditions under ``or``/``not`` are listed apart in ``filter_any_columns``.
+    """
     query = item.query
-    filters = query.filters_
-    return {
+    filters = conjuncts(query.filters_)
+    attrs: dict[str, Any] = {
         "table": query.table,
         "operation": query.operation,  # type: ignore[union-attr]
         "sql_shape": item.shape,
         "filter_columns": [f.column for f in filters],
-        "filter_ops": [f.op for f in filters],
+        "filter_ops": [f"path_{f.op}" if f.path is not None else f.op for f in filters],
         "order_columns": [o.column for o in getattr(query, "order", ())],
     }
+    every = leaves(query.filters_)
+    if len(every) > len(filters):
+        required = {id(f) for f in filters}
+        attrs["filter_any_columns"] = list(dict.fromkeys(f.column for f in every if id(f) not in required))
+    if isinstance(query, SelectQuery):
+        if query.embed:
+            attrs["embeds"] = embed_summary(query)
+        if query.group_by:
+            attrs["group_by"] = list(query.group_by)
+        if query.aggregates:
+            attrs["aggregates"] = [f"{a.fn}({a.column or '*'})" for a in query.aggregates]
+        if query.distinct:
+            attrs["distinct"] = True
+        if query.count is not None:
+            attrs["count"] = query.count
+    if item.hints:
+        attrs["embed_hints"] = [dict(h) for h in item.hints]
+    return attrs
 
 
 def _failed(span: OpenSpan, exc: BaseException, item: _Prepared | None) -> Span:

@@ -23,7 +23,17 @@ _ADVICE = {
                        "{fn_config} and large in-memory work{at}.",
     "validation_failed": "The input did not match input_schema in {fn_config}; the function did not run.",
     "rate_limited": "The caller was rate limited before the function ran; see rate_limit in flux.json.",
+    "unauthorized": "The gateway refused the credentials before the function ran (auth mode {auth_mode}): send "
+                    "{credential}; a JWT must be unexpired, signed with an allowed algorithm and, when set, carry the "
+                    "project's issuer and audience. Every such failure is the same 401 on purpose.",
+    "forbidden": "The API key is valid but its scope does not allow this route (auth mode {auth_mode}); create a key "
+                 "with the needed scope (`flux keys create --scope ...`).",
+    "route_not_found": "No function answers this method and path; `flux dev` prints the routes at start.",
+    "payload_too_large": "The body was over limits.max_body_bytes in flux.json; the function did not run.",
+    "invalid_json": "The body was not valid JSON; the function did not run.",
 }
+_CREDENTIALS = {"api_key": "an API key in x-api-key (`flux keys create`)",
+                "jwt": "a valid JWT in the configured header (Authorization: Bearer <token> by default)"}
 
 
 def _attrs(span: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +76,7 @@ def explain_failure(trace: dict[str, Any]) -> dict[str, Any]:
     writes = db_writes(spans)
     base = {"trace_id": trace.get("trace_id"), "name": trace.get("name"), "function": trace.get("function"),
             "http_status": trace.get("http_status"), "db_writes": writes}
-    failing = _failing_span(spans) if trace.get("status") == "error" else None
+    failing = _failing_span(spans) if trace.get("status") == "error" else _refused(spans)
     if failing is None:
         return {**base, "failed": False, "failing_span": None, "error": None, "error_spans": [],
                 "next_step": None}
@@ -74,7 +84,7 @@ def explain_failure(trace: dict[str, Any]) -> dict[str, Any]:
     function = str(attrs.get("function") or trace.get("function") or "")
     error = {
         "code": attrs.get("error.code") or ("function_error" if failing.get("kind") == "function" else None),
-        "message": attrs.get("error.message") or "",
+        "message": attrs.get("error.message") or _gateway_message(failing),
         "file": attrs.get("error.file"),
         "line": attrs.get("error.line"),
         "stack": attrs.get("error.stack"),
@@ -85,15 +95,45 @@ def explain_failure(trace: dict[str, Any]) -> dict[str, Any]:
     failed_at = failing.get("start_us", 0) + failing.get("duration_us", 0)
     committed = [w for w in writes if w["status"] == "ok" and (w["start_us"] or 0) <= failed_at and not w["async"]]
     return {**base, "failed": True, "failing_span": {k: v for k, v in failing.items() if k != "children"},
-            "error": error, "error_spans": error_spans, "next_step": next_step(error, function, committed)}
+            "error": error, "error_spans": error_spans,
+            "next_step": next_step(error, function, committed, auth_mode=str(attrs.get("auth.mode") or ""))}
 
 
-def next_step(error: dict[str, Any], function: str, committed: list[dict[str, Any]]) -> str:
+def _refused(spans: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A request the gateway answered with a 4xx before any function ran (401, 403, 413, 429, ...).
+
+    Such traces are not errors of the service (their status stays ``ok``), but ``flux why``
+    on one should still say why the caller was turned away: the gateway span holds it.
+    """
+    if any(s.get("kind") == "function" for s in spans):
+        return None
+    refused = [s for s in spans if s.get("kind") == "gateway" and 400 <= (_http_status(s) or 0) < 500]
+    return min(refused, key=lambda s: (s.get("depth", 0), s.get("start_us", 0))) if refused else None
+
+
+def _gateway_message(span: dict[str, Any]) -> str:
+    if span.get("kind") != "gateway":
+        return ""
+    attrs = _attrs(span)
+    status, code = _http_status(span), attrs.get("error.code")
+    if status is None or status < 400:
+        return ""
+    parts = [f"the gateway answered {status}" + (f" {code}" if code else "") + " before any function ran"]
+    if attrs.get("auth.mode"):
+        parts.append(f"auth mode {attrs['auth.mode']}, outcome {attrs.get('auth.outcome', '?')}")
+    if attrs.get("ratelimit.outcome") and attrs.get("ratelimit.outcome") != "bypass":
+        parts.append(f"rate limit {attrs['ratelimit.outcome']}")
+    return "; ".join(parts)
+
+
+def next_step(error: dict[str, Any], function: str, committed: list[dict[str, Any]], *,
+              auth_mode: str = "") -> str:
     at = f" at {error['file']}:{error['line']}" if error.get("file") and error.get("line") else ""
     fn_config = f"functions/{function}/flux.json" if function else "the function's flux.json"
     template = _ADVICE.get(str(error.get("code") or ""))
     if template:
-        step = template.format(at=at, fn_config=fn_config)
+        step = template.format(at=at, fn_config=fn_config, auth_mode=auth_mode or "?",
+                               credential=_CREDENTIALS.get(auth_mode, "valid credentials"))
     elif at:
         message = f" ({error['message']})" if error.get("message") else ""
         step = f"Open {error['file']}:{error['line']}{message} and fix the throw; `flux invoke` replays the request."

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
@@ -86,3 +89,77 @@ def test_an_unreachable_database_exits_non_zero_with_the_error(project: Path) ->
     code, output = flux_db(project, f"postgresql://postgres@127.0.0.1:{port}/x?connect_timeout=2", "schema",
                            "--json")
     assert code == 1 and json.loads(output)["error"] == "database_unavailable"
+
+
+def test_schema_shows_descending_index_keys(project: Path, pg_dsn: str) -> None:
+    assert flux_db(project, pg_dsn, "migrate")[0] == 0
+    code, output = flux_db(project, pg_dsn, "schema")
+    assert code == 0 and "order_items_product_id_idx (product_id, id DESC)" in output, output
+    title = " ".join(output[output.find("product_sales"):].split("┏", 1)[0].split())   # titles wrap at 80 columns
+    assert title == "product_sales (view over order_items, orders, products)", title
+    code, output = flux_db(project, pg_dsn, "schema", "--json")
+    [index] = [ix for t in json.loads(output)["tables"] for ix in t["indexes"]
+               if ix["name"] == "order_items_product_id_idx"]
+    assert index["descending"] == [False, True] and index["definition"].endswith("(product_id, id DESC)")
+
+
+@pytest.fixture
+def fake_api() -> Iterator[tuple[str, list[str]]]:
+    """A stand-in observability API on 127.0.0.1 answering /schema/graph and /suggestions; records the paths."""
+    seen: list[str] = []
+    graph = {"tables": [{"name": "remote_table", "kind": "table", "row_estimate": 3, "primary_key": ["id"],
+                         "base_tables": [], "foreign_keys": [], "indexes": [],
+                         "columns": [{"name": "id", "type": "integer", "nullable": False, "has_default": True}]}],
+             "suggested_indexes": []}
+    suggestions = {"traces_scanned": 4, "n1_warnings": [], "slow_queries": [], "advice_error": None,
+                   "suggested_indexes": [{"table": "remote_table", "columns": ["id"], "ddl": "CREATE INDEX r;",
+                                          "reason": "remote", "est_cost_before": 9.0, "est_cost_after": 1.0}]}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            body = graph if self.path.startswith("/_flux/api/schema/graph") else suggestions
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_schema_and_suggest_follow_flux_api_url_outside_a_project(fake_api: tuple[str, list[str]], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    url, seen = fake_api
+    monkeypatch.chdir(tmp_path)
+    env = {"FLUX_API_URL": url, "FLUX_CONFIG_DIR": str(tmp_path / "config"), "DATABASE_URL": None}
+    result = runner.invoke(app, ["schema", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in json.loads(result.output)["tables"]] == ["remote_table"]
+    result = runner.invoke(app, ["suggest"], env=env)
+    assert result.exit_code == 0 and "CREATE INDEX r;" in result.output and "No traces yet" not in result.output
+    result = runner.invoke(app, ["schema", "--api-url", url + "/_flux/api"], env={**env, "FLUX_API_URL": None})
+    assert result.exit_code == 0 and "remote_table" in result.output
+    assert seen[0].startswith("/_flux/api/schema/graph") and seen[1].startswith("/_flux/api/suggestions")
+    assert not (tmp_path / ".flux").exists()   # nothing was started or created in the empty directory
+
+
+def test_outside_a_project_without_an_api_they_say_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    env = {"FLUX_API_URL": None, "FLUX_CONFIG_DIR": str(tmp_path / "config"), "DATABASE_URL": None}
+    for command in ("schema", "suggest"):
+        result = runner.invoke(app, [command], env=env)
+        assert result.exit_code == 1 and "no Flux project here" in result.output, result.output
+    assert not (tmp_path / ".flux").exists()

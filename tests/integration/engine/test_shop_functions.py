@@ -140,3 +140,60 @@ def test_missing_rows_and_bad_input_are_the_functions_own_errors(shop_harness) -
     assert isinstance(unknown, FluxError) and str(unknown).startswith("404 not_found: no product 424242")
     bad, _ = invoke(shop_harness, "get_order", {"id": "1; drop table orders"})
     assert isinstance(bad, FluxError) and str(bad).startswith("400 validation_failed")
+
+
+def test_the_order_page_embeds_customer_items_and_products_in_one_statement(shop_harness) -> None:  # type: ignore[no-untyped-def]
+    page, spans = invoke(shop_harness, "order_page", {"id": "1"})
+    assert len(spans) == 1 and spans[0].attrs["embeds"] == ["customer:users", "items:order_items",
+                                                            "items.product:products"]
+    assert page["id"] == 1 and page["customer"]["email"] and page["lines"] == len(page["items"]) >= 1
+    assert all(set(item) == {"id", "quantity", "unit_price", "product"} for item in page["items"])
+    assert all(item["product"]["sku"] and item["product"]["name"] for item in page["items"])
+    assert [item["id"] for item in page["items"]] == sorted(item["id"] for item in page["items"])
+    # the same lines as get_order's two-query batch, now with product names
+    fetched, _ = invoke(shop_harness, "get_order", {"id": "1"})
+    assert [i["quantity"] for i in fetched["items"]] == [i["quantity"] for i in page["items"]]
+    assert page["units"] == sum(i["quantity"] for i in fetched["items"])
+    missing, _ = invoke(shop_harness, "order_page", {"id": "99999999"})
+    assert isinstance(missing, FluxError) and str(missing) == "404 not_found: no order 99999999"
+
+
+def test_the_sales_report_groups_in_the_database(shop_harness) -> None:  # type: ignore[no-untyped-def]
+    report, spans = invoke(shop_harness, "sales_report", {"top": "3"})
+    assert [s.attrs.get("group_by") for s in spans] == [["status"], None, None]
+    assert spans[1].attrs["table"] == "product_sales"
+    by_status = {row["status"]: row for row in report["by_status"]}
+    assert set(by_status) <= {"pending", "paid", "shipped", "cancelled"} and by_status
+    assert sum(row["orders"] for row in report["by_status"]) >= 24
+    revenues = [row["revenue"] for row in report["by_status"]]
+    assert revenues == sorted(revenues, reverse=True)
+    assert len(report["top_products"]) == 3
+    units = [p["units"] for p in report["top_products"]]
+    assert units == sorted(units, reverse=True) and all(p["sku"] for p in report["top_products"])
+    assert 1 <= report["customers"] <= 5
+
+
+def test_product_search_with_full_text_or_tag_and_a_total(shop_harness) -> None:  # type: ignore[no-untyped-def]
+    found, spans = invoke(shop_harness, "search_products", {"q": "wireless"})
+    assert [p["sku"] for p in found["products"]] == ["MS-02"] and found["total"] == 1   # a tag of HD-05, not its text
+    found, _ = invoke(shop_harness, "search_products", {"q": "cancelling headphones"})
+    assert [p["sku"] for p in found["products"]] == ["HD-05"]           # stemmed: "cancelling" matches
+    either, spans = invoke(shop_harness, "search_products", {"q": "monitor", "tag": "cables"})
+    assert {p["sku"] for p in either["products"]} == {"MN-27", "CB-10", "DK-03"} and either["total"] == 3
+    assert spans[0].attrs["filter_any_columns"] == ["search", "tags"] and spans[0].attrs["count"] == "exact"
+    paged, _ = invoke(shop_harness, "search_products", {"tag": "desk", "limit": "2"})
+    assert paged["total"] == 3 and len(paged["products"]) == 2 and paged["next_offset"] == 2
+    rest, _ = invoke(shop_harness, "search_products", {"tag": "desk", "limit": "2", "offset": "2"})
+    assert len(rest["products"]) == 1 and rest["next_offset"] is None
+    cheap, _ = invoke(shop_harness, "search_products", {"tag": "desk", "max_price": "100"})
+    assert [p["sku"] for p in cheap["products"]] == ["KB-01"]
+    nothing, _ = invoke(shop_harness, "search_products", {})
+    assert isinstance(nothing, FluxError) and str(nothing).startswith("400 validation_failed")
+
+
+def test_the_n_plus_one_report_now_suggests_the_embed(shop_harness) -> None:  # type: ignore[no-untyped-def]
+    _, spans = invoke(shop_harness, "orders_report_slow", {"limit": "20"})
+    [warning] = find_n_plus_one(spans, threshold=5)
+    assert warning["suggested_query"]["table"] == "orders"
+    assert warning["suggested_query"]["embed"] == {"order_items": {"table": "order_items"}}
+    assert "in one statement" in warning["suggestion"]

@@ -83,3 +83,30 @@ def test_ddl_and_index_names_fit_postgres_limits() -> None:
     long = index_name("t" * 40, ("c" * 30, "d" * 30))
     assert len(long.encode()) <= 63 and long.endswith("_idx")
     assert long != index_name("t" * 40, ("c" * 30, "e" * 30))
+
+
+def _with_views(schema: Schema) -> Schema:
+    from dataclasses import replace
+
+    from functions.engine.schema import Table
+
+    orders = schema.tables["orders"]
+    paid = Table("paid_orders", {n: orders.columns[n] for n in ("id", "user_id", "customer_email", "total")},
+                 kind="view", base_tables=("orders",))
+    totals = Table("user_totals", {"user_id": orders.columns["user_id"], "spent": orders.columns["total"]},
+                   kind="view", base_tables=("orders", "users"))
+    snapshot = replace(paid, name="paid_snapshot", kind="materialized_view")
+    return Schema(tables={**schema.tables, "paid_orders": paid, "user_totals": totals, "paid_snapshot": snapshot})
+
+
+def test_a_view_is_never_indexed_its_candidate_goes_to_the_one_base_table_or_nowhere(schema: Schema) -> None:
+    views = _with_views(schema)
+    [moved] = candidates(views, [span(0, 250, table="paid_orders", filters=[("customer_email", "eq")])])
+    assert moved.table == "orders" and moved.columns == ("customer_email",)
+    assert "through view 'paid_orders'" in moved.reasons[0]
+    # two base tables: no way to tell which holds the column, so no suggestion at all
+    assert candidates(views, [span(0, 250, table="user_totals", filters=[("spent", "gt")])]) == []
+    # a materialized view is a real relation: it is indexed itself
+    [own] = candidates(views, [span(0, 250, table="paid_snapshot", filters=[("customer_email", "eq")])])
+    assert own.table == "paid_snapshot"
+

@@ -199,3 +199,162 @@ def test_query_string_values_are_converted_for_their_columns(schema: Schema) -> 
         {"column": "id", "op": "eq", "value": "12"}, {"column": "active", "op": "eq", "value": "true"},
         {"column": "score", "op": "gte", "value": "1.5"}, {"column": "created_at", "op": "gt", "value": "2024-01-01"}]})
     assert params == [12, True, 1.5, "2024-01-01", 101]
+
+
+# -- richer forms --------------------------------------------------------------------------------------------
+
+def test_or_and_not_groups_nest_with_parentheses(schema: Schema) -> None:
+    text, params = render(schema, {"table": "orders", "operation": "select", "filters": [
+        {"column": "status", "op": "eq", "value": "paid"},
+        {"or": [{"column": "total", "op": "gt", "value": 100},
+                {"and": [{"column": "customer_email", "op": "ilike", "value": "%@x.test"},
+                         {"not": {"column": "tags", "op": "contains", "value": ["vip"]}}]}]}]})
+    assert text == ('SELECT * FROM "orders" WHERE "status" = %s AND ("total" > %s OR ("customer_email" ILIKE %s '
+                    'AND NOT ("tags" @> %s::"pg_catalog"."_text"))) LIMIT %s')
+    assert params == ["paid", Decimal("100"), "%@x.test", ["vip"], 101]
+
+
+@pytest.mark.parametrize(("filter_", "sql", "param"), [
+    ({"column": "tags", "op": "contains", "value": ["a", "b"]}, '"tags" @> %s::"pg_catalog"."_text"', ["a", "b"]),
+    ({"column": "tags", "op": "contained_by", "value": ["a"]}, '"tags" <@ %s::"pg_catalog"."_text"', ["a"]),
+    ({"column": "tags", "op": "overlaps", "value": ["a"]}, '"tags" && %s::"pg_catalog"."_text"', ["a"]),
+])
+def test_array_operators_bind_one_array_cast_to_the_column_type(schema: Schema, filter_: dict[str, Any], sql: str,
+                                                                 param: Any) -> None:
+    text, params = render(schema, {"table": "orders", "operation": "select", "filters": [filter_]})
+    assert text == f'SELECT * FROM "orders" WHERE {sql} LIMIT %s'
+    assert params == [param, 101]
+
+
+def test_jsonb_containment_and_json_path_comparisons(schema: Schema) -> None:
+    text, params = render(schema, {"table": "users", "operation": "select", "filters": [
+        {"column": "profile", "op": "contains", "value": {"plan": "pro"}},
+        {"column": "profile", "op": "gte", "path": ["limits", "seats"], "value": 5},
+        {"column": "profile", "op": "like", "path": ["name"], "value": "A%"},
+        {"column": "profile", "op": "not_null", "path": ["tags", 0]}]})
+    assert text == ('SELECT * FROM "users" WHERE "profile" @> %s AND ("profile" #> %s::text[]) >= %s '
+                    'AND ("profile" #>> %s::text[]) LIKE %s '
+                    "AND NOT (COALESCE((\"profile\" #> %s::text[]) = 'null'::jsonb, true)) LIMIT %s")
+    assert params[1] == ["limits", "seats"] and params[3] == ["name"] and params[4] == "A%"
+    assert params[5] == ["tags", "0"] and params[6] == 101
+    assert isinstance(params[0], Jsonb) and params[0].obj == {"plan": "pro"}
+    assert isinstance(params[2], Jsonb) and params[2].obj == 5
+
+
+def test_full_text_search_with_and_without_a_configuration(schema: Schema) -> None:
+    text, params = render(schema, {"table": "users", "operation": "select", "filters": [
+        {"column": "name", "op": "search", "value": "ada -byron", "config": "english"}]})
+    assert text == ('SELECT * FROM "users" WHERE to_tsvector(\'english\'::regconfig, "name") @@ '
+                    "websearch_to_tsquery('english'::regconfig, %s) LIMIT %s")
+    assert params == ["ada -byron", 101]
+    text, _ = render(schema, {"table": "users", "operation": "select",
+                              "filters": [{"column": "name", "op": "search", "value": "ada"}]})
+    assert text == 'SELECT * FROM "users" WHERE to_tsvector("name") @@ websearch_to_tsquery(%s) LIMIT %s'
+
+
+def test_a_two_level_embed_is_one_statement_of_lateral_joins(schema: Schema) -> None:
+    text, params = render(schema, {
+        "table": "users", "operation": "select", "columns": ["id", "name"],
+        "filters": [{"column": "active", "op": "eq", "value": True}], "order": [{"column": "id"}], "limit": 10,
+        "embed": {"orders": {"table": "orders", "columns": ["id", "total"], "limit": 5,
+                             "filters": [{"column": "status", "op": "eq", "value": "paid"}],
+                             "order": [{"column": "created_at", "direction": "desc"}],
+                             "embed": {"buyer": {"table": "users", "columns": ["email"]}}}}})
+    assert text == (
+        'SELECT "users"."id", "users"."name", "j1"."v" AS "orders" FROM (SELECT * FROM "users" WHERE "active" = %s '
+        'ORDER BY "id" ASC LIMIT %s) AS "users" '
+        'LEFT JOIN LATERAL (SELECT coalesce(json_agg("x"), \'[]\'::json) AS "v" FROM (SELECT "e1"."id", "e1"."total", '
+        '"j2"."v" AS "buyer" FROM "orders" AS "e1" '
+        'LEFT JOIN LATERAL (SELECT row_to_json("x") AS "v" FROM (SELECT "e2"."email" FROM "users" AS "e2" '
+        'WHERE "e2"."id" = "e1"."user_id" LIMIT 1) AS "x") AS "j2" ON true '
+        'WHERE "e1"."user_id" = "users"."id" AND "e1"."status" = %s ORDER BY "e1"."created_at" DESC LIMIT %s) '
+        'AS "x") AS "j1" ON true ORDER BY "users"."id" ASC')
+    assert params == [True, 11, "paid", 5]
+
+
+def test_an_inner_embed_filters_the_parent_rows_with_exists(schema: Schema) -> None:
+    text, params = render(schema, {"table": "orders", "operation": "select", "columns": ["id"], "embed": {
+        "user": {"table": "users", "columns": ["name"], "inner": True,
+                 "filters": [{"column": "active", "op": "eq", "value": True}]}}})
+    assert text == (
+        'SELECT "orders"."id", "j2"."v" AS "user" FROM (SELECT * FROM "orders" WHERE EXISTS (SELECT 1 FROM "users" '
+        'AS "e1" WHERE "e1"."id" = "orders"."user_id" AND "e1"."active" = %s) LIMIT %s) AS "orders" '
+        'LEFT JOIN LATERAL (SELECT row_to_json("x") AS "v" FROM (SELECT "e2"."name" FROM "users" AS "e2" '
+        'WHERE "e2"."id" = "orders"."user_id" AND "e2"."active" = %s LIMIT 1) AS "x") AS "j2" ON true')
+    assert params == [True, 101, True]
+
+
+def test_group_by_aggregates_having_and_order_by_an_aggregate(schema: Schema) -> None:
+    text, params = render(schema, {
+        "table": "orders", "operation": "select", "group_by": ["status"],
+        "aggregates": [{"fn": "count"}, {"fn": "sum", "column": "total", "as": "revenue"},
+                       {"fn": "count", "column": "user_id", "distinct": True, "as": "buyers"}],
+        "having": [{"column": "revenue", "op": "gt", "value": 100}],
+        "order": [{"column": "revenue", "direction": "desc"}, {"column": "status"}], "limit": 5})
+    assert text == ('SELECT "status", count(*) AS "count", sum("total") AS "revenue", count(DISTINCT "user_id") AS '
+                    '"buyers" FROM "orders" GROUP BY "status" HAVING sum("total") > %s ORDER BY "revenue" DESC, '
+                    '"status" ASC LIMIT %s')
+    assert params == [Decimal("100"), 6]
+
+
+def test_distinct_and_exact_counts(schema: Schema) -> None:
+    assert render(schema, {"table": "orders", "operation": "select", "columns": ["status"], "distinct": True})[0] \
+        == 'SELECT DISTINCT "status" FROM "orders" LIMIT %s'
+    text, params = render(schema, {"table": "orders", "operation": "select", "count": "exact", "limit": 0,
+                                   "filters": [{"column": "status", "op": "eq", "value": "paid"}]})
+    assert (text, params) == ('SELECT count(*) AS "__flux_total" FROM "orders" WHERE "status" = %s', ["paid"])
+    text, params = render(schema, {"table": "orders", "operation": "select", "columns": ["id"], "count": "exact",
+                                   "filters": [{"column": "status", "op": "eq", "value": "paid"}], "limit": 20})
+    assert text == ('SELECT "c"."__flux_total", "p".* FROM (SELECT count(*) AS "__flux_total" FROM "orders" WHERE '
+                    '"status" = %s) AS "c" LEFT JOIN LATERAL (SELECT row_number() OVER () AS "__flux_row", "p0".* '
+                    'FROM (SELECT "id" FROM "orders" WHERE "status" = %s LIMIT %s) AS "p0") AS "p" ON true '
+                    'ORDER BY "p"."__flux_row"')
+    assert params == ["paid", "paid", 21]
+
+
+def test_increment_and_decrement_update_in_place(schema: Schema) -> None:
+    text, params = render(schema, {"table": "users", "operation": "update",
+                                   "data": {"age": {"increment": 1}, "score": {"decrement": 0.5}, "name": "x"},
+                                   "filters": [{"column": "id", "op": "eq", "value": 7}], "returning": ["age"]})
+    assert text == ('UPDATE "users" SET "age" = "age" + %s, "score" = "score" - %s, "name" = %s WHERE "id" = %s '
+                    'RETURNING "age"')
+    assert params == [1, 0.5, "x", 7]
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"table": "orders", "operation": "select", "filters": [{"or": [{"column": "nope", "op": "eq", "value": 1}]}]},
+     "filters[0].or[0].column: unknown column 'nope' in table 'orders'"),
+    ({"table": "orders", "operation": "select", "filters": [{"column": "status", "op": "contains", "value": ["a"]}]},
+     "filters[0].op: 'contains' applies to array and jsonb columns; 'status' is text"),
+    ({"table": "orders", "operation": "select", "filters": [{"column": "status", "op": "eq", "path": ["a"],
+                                                              "value": 1}]},
+     "filters[0].path: applies to json and jsonb columns"),
+    ({"table": "orders", "operation": "select", "filters": [{"column": "total", "op": "search", "value": "a"}]},
+     "filters[0].op: 'search' applies to text and tsvector columns"),
+    ({"table": "orders", "operation": "select", "embed": {"u": {"table": "users", "limit": 2}}},
+     "embed.u: 'users' is to-one from 'orders' (through user_id); order, limit and offset only apply"),
+    ({"table": "orders", "operation": "select", "embed": {"u": {"table": "nope"}}},
+     "embed.u.table: unknown table 'nope'"),
+    ({"table": "orders", "operation": "select", "embed": {"u": {"table": "users", "via": "other_id"}}},
+     "embed.u: no foreign key links 'orders' and 'users' through 'other_id'"),
+    ({"table": "orders", "operation": "select", "group_by": ["status"], "aggregates": [{"fn": "count"}],
+      "order": [{"column": "total"}]},
+     "order[0].column: 'total' is not a group column or an aggregate of this query"),
+    ({"table": "orders", "operation": "select", "aggregates": [{"fn": "avg", "column": "status"}]},
+     "aggregates[0].fn: 'avg' needs a numeric column; 'status' is text"),
+    ({"table": "orders", "operation": "select", "aggregates": [{"fn": "count"}, {"fn": "count"}]},
+     "aggregates[1].as: 'count' is already a result column"),
+    ({"table": "orders", "operation": "select", "columns": ["status"], "distinct": True,
+      "order": [{"column": "id"}]}, "order[0].column: with distinct, the order columns must be selected"),
+    ({"table": "orders", "operation": "update", "data": {"status": {"increment": 1}},
+      "filters": [{"column": "id", "op": "eq", "value": 1}]}, "data.status.increment: 'increment' needs a numeric"),
+    ({"table": "orders", "operation": "update", "data": {"total": {"add": 1}},
+      "filters": [{"column": "id", "op": "eq", "value": 1}]}, "data.total: an object sets 'total' only as"),
+    ({"table": "orders", "operation": "insert", "data": {"user_id": {"$ref": "0.id"}}},
+     "data.user_id: {$ref: ...} only works inside ctx.db.batch"),
+])
+def test_richer_forms_are_refused_before_any_sql_naming_the_part(schema: Schema, raw: dict[str, Any],
+                                                                 message: str) -> None:
+    with pytest.raises(InvalidQuery) as caught:
+        render(schema, raw)
+    assert message in caught.value.message, caught.value.message

@@ -86,3 +86,37 @@ def test_slow_queries_are_those_over_the_threshold_slowest_first() -> None:
                         "duration_ms": 250.0, "sql_shape": SHAPE, "rows": None,
                         "message": "slow query: `select order_items` filtering on status took 250.0 ms "
                                    "(slow_query_ms is 100)"}
+
+
+def test_a_loop_along_a_foreign_key_is_answered_with_the_embed_that_replaces_it() -> None:
+    driver = Span("t" * 32, "d" * 16, "fn", "db", "select orders", 100, 300, "ok", {
+        "table": "orders", "operation": "select", "sql_shape": 'SELECT * FROM "orders" WHERE "status" = ? LIMIT ?',
+        "filter_columns": ["status"], "filter_ops": ["eq"]})
+    hints = [{"table": "orders", "embed_table": "order_items", "column": "order_id", "via": "order_id",
+              "many": True}]
+    [warning] = find_n_plus_one([driver, *sequential(5, embed_hints=hints)], threshold=5)
+    assert warning["suggested_query"] == {
+        "table": "orders", "operation": "select", "filters": [{"column": "status", "op": "eq", "value": "..."}],
+        "embed": {"order_items": {"table": "order_items"}}}
+    assert "in one statement: ctx.db.query({ table: \"orders\"" in warning["suggestion"]
+    assert "embed: { order_items: { table: \"order_items\" } }" in warning["suggestion"]
+    assert "`order_items` as a list" in warning["suggestion"]
+    # the two-query form stays available
+    assert warning["alternative_query"]["filters"] == [{"column": "order_id", "op": "in", "value": "orderIds"}]
+
+
+def test_a_to_one_loop_embeds_an_object_on_the_driving_query() -> None:
+    driver = Span("t" * 32, "d" * 16, "fn", "db", "select order_items", 100, 300, "ok", {
+        "table": "order_items", "operation": "select", "sql_shape": "x", "filter_columns": [], "filter_ops": []})
+    hints = [{"table": "order_items", "embed_table": "products", "column": "id", "via": "product_id",
+              "many": False},
+             {"table": "wishlist", "embed_table": "products", "column": "id", "via": "product_id", "many": False}]
+    loop = sequential(5, table="products", filter_columns=["id"], embed_hints=hints,
+                      shape='SELECT * FROM "products" WHERE "id" = ? LIMIT ?')
+    [warning] = find_n_plus_one([driver, *loop], threshold=5)
+    assert warning["suggested_query"] == {"table": "order_items", "operation": "select",
+                                          "embed": {"product": {"table": "products"}}}
+    assert "`product` as an object (or null)" in warning["suggestion"]
+    # with two candidate parents and no earlier query to tell them apart, the `in` rewrite stays
+    [plain] = find_n_plus_one(loop, threshold=5)
+    assert "embed" not in plain["suggested_query"] and "alternative_query" not in plain

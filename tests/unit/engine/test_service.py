@@ -174,3 +174,92 @@ def test_the_schema_is_read_once_and_again_when_older_than_its_ttl(schema: Schem
     now[0] = 31.0
     run(engine.query({"table": "orders", "operation": "select"}, call(sink)))
     assert fake.introspections == 2
+
+
+def test_span_attrs_separate_required_conditions_from_or_branches_and_name_embeds(schema: Schema) -> None:
+    sink, fake = MemorySink(), FakeExecutor(schema, [{"id": 1}])
+    engine = DataEngine(fake)
+    run(engine.query({"table": "users", "operation": "select", "columns": ["id"], "filters": [
+        {"column": "active", "op": "eq", "value": True},
+        {"or": [{"column": "email", "op": "eq", "value": "a"}, {"column": "name", "op": "ilike", "value": "a%"}]},
+        {"column": "profile", "op": "eq", "path": ["plan"], "value": "pro"}],
+        "embed": {"orders": {"table": "orders", "columns": ["id"]}}}, call(sink)))
+    [span] = sink.spans
+    assert span.attrs["filter_columns"] == ["active", "profile"]
+    assert span.attrs["filter_ops"] == ["eq", "path_eq"]          # the advisor ignores path comparisons
+    assert span.attrs["filter_any_columns"] == ["email", "name"]
+    assert span.attrs["embeds"] == ["orders:orders"]
+    assert len(fake.statements) == 1 and "LATERAL" in fake.statements[0].sql
+
+
+def test_an_equality_on_a_foreign_key_column_records_the_embed_hint(schema: Schema) -> None:
+    sink = MemorySink()
+    engine = DataEngine(FakeExecutor(schema))
+    run(engine.query({"table": "orders", "operation": "select",
+                      "filters": [{"column": "user_id", "op": "eq", "value": 3}]}, call(sink)))
+    run(engine.query({"table": "users", "operation": "select",
+                      "filters": [{"column": "id", "op": "eq", "value": 3}]}, call(sink)))
+    assert sink.spans[0].attrs["embed_hints"] == [
+        {"table": "users", "embed_table": "orders", "column": "user_id", "via": "user_id", "many": True}]
+    assert sink.spans[1].attrs["embed_hints"] == [
+        {"table": "orders", "embed_table": "users", "column": "id", "via": "user_id", "many": False}]
+
+
+def test_count_and_page_come_back_as_one_object_and_the_markers_are_dropped(schema: Schema) -> None:
+    rows = [{"__flux_total": 7, "__flux_row": 1, "id": 1}, {"__flux_total": 7, "__flux_row": 2, "id": 2},
+            {"__flux_total": 7, "__flux_row": 3, "id": 3}]
+    sink, fake = MemorySink(), FakeExecutor(schema, rows)
+    engine = DataEngine(fake)
+    result = run(engine.query({"table": "orders", "operation": "select", "columns": ["id"], "count": "exact",
+                               "limit": 2, "offset": 4}, call(sink)))
+    assert result["rows"] == {"rows": [{"id": 1}, {"id": 2}], "count": 7, "truncated": True, "next_offset": 6}
+    assert sink.spans[0].attrs["rows"] == 2 and sink.spans[0].attrs["count"] == "exact"
+    fake.rows = [{"__flux_total": 7, "__flux_row": None, "id": None}]     # offset past the end: only the count
+    result = run(engine.query({"table": "orders", "operation": "select", "count": "exact", "offset": 50},
+                              call(sink)))
+    assert result["rows"] == {"rows": [], "count": 7, "truncated": False, "next_offset": None}
+    fake.rows = [{"id": 1}, {"id": 2}]
+    result = run(engine.query({"table": "orders", "operation": "select", "page": True, "limit": 5}, call(sink)))
+    assert result["rows"] == {"rows": [{"id": 1}, {"id": 2}], "truncated": False, "next_offset": None}
+
+
+def test_a_cached_select_on_a_view_is_dropped_when_a_base_table_is_written(schema: Schema) -> None:
+    from functions.engine.schema import Table
+
+    orders = schema.tables["orders"]
+    view = Table("paid_orders", {"id": orders.columns["id"]}, kind="view", base_tables=("orders",))
+    with_view = Schema(tables={**schema.tables, "paid_orders": view})
+    sink, fake = MemorySink(), FakeExecutor(with_view, [{"id": 1}])
+    engine = DataEngine(fake)
+    cached = {"table": "paid_orders", "operation": "select", "cache": {"ttl_s": 60}}
+    run(engine.query(cached, call(sink)))
+    run(engine.query(cached, call(sink)))
+    run(engine.query({"table": "orders", "operation": "update", "data": {"status": "paid"},
+                      "filters": [{"column": "id", "op": "eq", "value": 1}]}, call(sink)))
+    run(engine.query(cached, call(sink)))
+    assert [s.attrs["cache"] for s in sink.spans] == ["MISS", "HIT", "BYPASS", "MISS"]
+    # and an embed's tables count too: writing users drops a cached orders-with-users select
+    embedded = {"table": "orders", "operation": "select", "cache": {"ttl_s": 60},
+                "embed": {"user": {"table": "users", "columns": ["id"]}}}
+    run(engine.query(embedded, call(sink)))
+    run(engine.query({"table": "users", "operation": "delete", "filters": [{"column": "id", "op": "eq", "value": 9}]},
+                     call(sink)))
+    run(engine.query(embedded, call(sink)))
+    assert [s.attrs["cache"] for s in sink.spans[-3:]] == ["MISS", "BYPASS", "MISS"]
+
+
+def test_batch_references_are_bound_from_the_earlier_rows_before_the_statement_runs(schema: Schema) -> None:
+    sink, fake = MemorySink(), FakeExecutor(schema, [{"id": 41}, {"id": 42}])
+    engine = DataEngine(fake)
+    run(engine.batch([
+        {"table": "users", "operation": "insert", "data": [{"email": "a"}, {"email": "b"}]},
+        {"table": "orders", "operation": "insert", "data": {"user_id": {"$ref": "0.1.id"}, "status": "new"}},
+        {"table": "orders", "operation": "delete", "filters": [{"column": "user_id", "op": "in",
+                                                                "value": {"$ref": "0.*.id"}}]},
+    ], call(sink)))
+    assert fake.statements[1].params[0] == 42
+    assert 'VALUES (%s::"pg_catalog"."int8", %s)' in fake.statements[1].sql
+    assert fake.statements[2].params[0] == [41, 42]
+    # the reference is a placeholder in the shape: its value never enters the SQL
+    assert sink.spans[1].attrs["sql_shape"] == \
+        'INSERT INTO "orders" ("user_id", "status") VALUES (?::"pg_catalog"."int8", ?) RETURNING *'

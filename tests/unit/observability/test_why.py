@@ -64,3 +64,25 @@ def test_gateway_only_failure_and_write_detection_by_name() -> None:
     report = explain_failure(trace)
     assert report["failing_span"]["span_id"] == "gw" and "dashboard" in report["next_step"]
     assert db_writes(trace["spans"])[0]["operation"] == "delete"
+
+
+def test_a_401_from_the_gateway_is_explained_by_its_gateway_span() -> None:
+    trace = {"trace_id": "y", "name": "GET /me", "function": "whoami", "status": "ok", "http_status": 401,
+             "spans": [span("gw", "gateway", "GET /me", 0, 0, **{
+                 "http.status": 401, "error.code": "unauthorized", "auth.mode": "api_key",
+                 "auth.outcome": "unauthorized", "ratelimit.outcome": "bypass", "function": "whoami"})]}
+    report = explain_failure(trace)
+    assert report["failed"] is True and report["failing_span"]["span_id"] == "gw"
+    assert report["error"]["code"] == "unauthorized"
+    assert report["error"]["message"] == ("the gateway answered 401 unauthorized before any function ran; "
+                                          "auth mode api_key, outcome unauthorized")
+    assert "refused the credentials before the function ran" in report["next_step"]
+    assert "x-api-key" in report["next_step"]
+
+
+def test_a_4xx_the_function_itself_returned_is_not_a_gateway_refusal() -> None:
+    trace = {"trace_id": "z", "name": "GET /orders/{id}", "status": "ok", "http_status": 404,
+             "spans": [span("gw", "gateway", "GET /orders/{id}", 0, 0, **{"http.status": 404,
+                                                                           "error.code": "not_found"}),
+                       span("fn", "function", "get_order", 1, 1)]}
+    assert explain_failure(trace)["failed"] is False
