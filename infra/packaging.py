@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from functions.aws import names
 from functions.shared.manifest import Project
 from infra.errors import InfraError
 
@@ -54,8 +55,8 @@ _SKIP_NAMES = {"__pycache__", ".flux", ".git", ".venv", "venv", "node_modules", 
 
 AssetKind = Literal["runtime", "control"]
 AssetMode = Literal["build", "placeholder"]
-BUNDLE_PROJECT_DIR = "project"
-BUNDLE_DENO_DIR = "deno_dir"
+BUNDLE_PROJECT_DIR = names.BUNDLE_PROJECT_DIR
+BUNDLE_DENO_DIR = names.BUNDLE_DENO_DIR
 KEEP_BUNDLES = 3
 
 
