@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from functions.aws import names
-from functions.aws.runtime_state import project_root
+from functions.aws.bundle import project_root
 from functions.gateway.authorizer import Authorizer, unavailable
 from functions.gateway.jwt_auth import JwtVerifier
 from functions.shared.manifest import load_project

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.aws import names
+from functions.aws.bundle import project_root
 from functions.aws.database import dsn_from_environment
 from functions.engine.advice import AdvicePort, PostgresAdvice
 from functions.engine.migrations import MigrationReport, apply_migrations
@@ -43,8 +44,7 @@ def make_handler(*, dsn_provider: Callable[[], str] | None = None,
     threshold = int(env.get(names.N_PLUS_ONE_THRESHOLD) or 5)
     factory = advice_factory or (lambda dsn: PostgresAdvice(dsn, slow_query_ms=slow_ms,
                                                             n_plus_one_threshold=threshold))
-    directory = schema_dir or Path(env.get(names.SCHEMA_DIR) or Path(env.get("LAMBDA_TASK_ROOT", names.TASK_ROOT))
-                                   / names.BUNDLE_PROJECT_DIR / "schema")
+    directory = schema_dir or Path(env.get(names.SCHEMA_DIR) or project_root(env) / "schema")
     cached: dict[str, str] = {}
 
     def dsn() -> str:

@@ -34,7 +34,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[s
         state.sink.flush()  # the container may be frozen right after we return
 
 
-def reset() -> None:
-    """Forget the consumer (tests)."""
+def reset(replacement: BatchConsumer | None = None) -> None:
+    """Forget the consumer, or use ``replacement`` instead (tests drive the entry with fakes)."""
     global _consumer
-    _consumer = None
+    _consumer = replacement

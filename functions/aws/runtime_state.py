@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from functions.aws import names
+from functions.aws.bundle import project_root
 from functions.runtime.host import Runtime, RuntimeOptions, Services
 from functions.runtime.http import HttpPipeline
 from functions.shared.manifest import Project, load_project
@@ -58,11 +59,6 @@ class RuntimeState:
         db = self.services.db
         if db is not None and hasattr(db, "close"):
             self.run(db.close())
-
-
-def project_root(env: Mapping[str, str]) -> Path:
-    return Path(env.get(names.PROJECT_DIR) or Path(env.get("LAMBDA_TASK_ROOT", names.TASK_ROOT))
-                / names.BUNDLE_PROJECT_DIR)
 
 
 def _sink(env: Mapping[str, str], project: Project) -> SpanSink:
@@ -154,6 +150,11 @@ def state(role: Role) -> RuntimeState:
         current.run(current.runtime.start())
         _states[role] = current
     return current
+
+
+def install(role: Role, current: RuntimeState) -> None:
+    """Use ``current`` as the container's state for ``role`` (tests drive an entry point with fakes)."""
+    _states[role] = current
 
 
 def reset() -> None:

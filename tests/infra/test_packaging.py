@@ -25,16 +25,16 @@ from tests.infra.conftest import SHOP
 LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 
 RUNTIME_IMPORTS = (
-    "functions.runtime.lambda_handler", "functions.runtime.lambda_runtime", "functions.queue_consumer.handler",
-    "functions.queue_consumer.sqs_queue", "functions.queue_consumer.dynamo_job_store",
-    "functions.queue_consumer.service", "functions.engine.service", "functions.engine.handler",
+    "functions.aws.entry_http", "functions.aws.runtime_state", "functions.aws.entry_worker", "functions.aws.lazy_db",
+    "functions.queue_consumer.sqs_queue", "functions.queue_consumer.dynamo_job_store", "functions.aws.database",
+    "functions.queue_consumer.service", "functions.engine.service", "functions.aws.entry_engine",
     "functions.observability.buffered", "functions.observability.dynamo_store", "functions.runtime.aws_secrets",
     "psycopg_pool",
 )
 CONTROL_IMPORTS = (
-    "functions.gateway.handler", "functions.gateway.keys_dynamodb", "functions.gateway.ratelimit_dynamodb",
+    "functions.aws.entry_authorizer", "functions.gateway.keys_dynamodb", "functions.gateway.ratelimit_dynamodb",
     "functions.gateway.jwt_auth", "functions.runtime.aws_secrets", "jwt", "httpx",
-    "functions.observability.handler", "functions.observability.dynamo_store",
+    "functions.aws.entry_observability", "functions.observability.dynamo_store",
 )
 
 

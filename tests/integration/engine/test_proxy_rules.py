@@ -35,8 +35,10 @@ def front(pg_dsn: str) -> Iterator[tuple[ProxyFront, str]]:
 
 def test_the_front_refuses_startup_options_as_rds_proxy_does(front) -> None:  # type: ignore[no-untyped-def]
     proxy, dsn = front
+    refused_before = len(proxy.refused)
     with pytest.raises(psycopg.OperationalError, match="RDS Proxy currently doesn't support the option options"):
         psycopg.connect(dsn, options="-c statement_timeout=100", connect_timeout=3).close()
+    assert proxy.refused[refused_before:] == ["options"]
 
 
 @pytest.mark.parametrize("proxy_safe", [True, False])
