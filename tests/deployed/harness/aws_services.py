@@ -65,7 +65,7 @@ class MotoServer:
 
     def client(self, service: str, region: str) -> Any:
         return boto3.client(service, endpoint_url=self.url, region_name=region,
-                            aws_access_key_id="testing", aws_secret_access_key="testing",  # noqa: S106
+                            aws_access_key_id="testing", aws_secret_access_key="testing",
                             config=Config(retries={"max_attempts": 2}))
 
     def stop(self) -> None:

@@ -108,7 +108,7 @@ class Sandbox:
                    str(mounts.lang), str(mounts.runtime), str(mounts.tmp_mb), *HIDDEN_HOST_TREES]
         self.process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                         stderr=subprocess.STDOUT, start_new_session=True,
-                                        preexec_fn=join_cgroup)  # noqa: PLW1509 - one write, then exec
+                                        preexec_fn=join_cgroup)
 
     def alive(self) -> bool:
         return self.process.poll() is None

@@ -1,0 +1,120 @@
+"""The deployed tier's fixtures: synthesize with the real CLI, deploy into the emulation, tear everything down.
+
+One deployment per session (starting moto, Postgres and cold Lambdas is the slow part),
+run by one xdist worker (``xdist_group("deployed")``). Every process the tier starts is
+in its own process group or PID namespace and is stopped by the fixture's finalizer, and
+again at interpreter exit if pytest itself is interrupted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deployed.harness.deployment import Deployment
+
+REPO = Path(__file__).resolve().parents[2]
+FLUX = REPO / ".venv" / "bin" / "flux"
+PROJECT = REPO / "examples" / "shop"
+EXTRA_FUNCTIONS = Path(__file__).resolve().parent / "project"
+
+pytestmark = pytest.mark.xdist_group("deployed")
+
+
+def flux(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180,
+         input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The product's CLI as a subprocess (never imported)."""
+    command = [str(FLUX)] if FLUX.exists() else ["flux"]
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLUX_"))}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, input=input,
+                          cwd=cwd or REPO, env={**base, "HOME": str(cwd or REPO), **(env or {})})
+
+
+def make_project(base: Path) -> Path:
+    """examples/shop plus the tier's extra functions (a JWT route, a cached-authorizer route)."""
+    root = base / "shop"
+    shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns(".flux"))
+    for function in (EXTRA_FUNCTIONS / "functions").iterdir():
+        shutil.copytree(function, root / "functions" / function.name)
+    config = json.loads((root / "flux.json").read_text())
+    config.update(json.loads((EXTRA_FUNCTIONS / "flux.overrides.json").read_text()))
+    (root / "flux.json").write_text(json.dumps(config, indent=2))
+    return root
+
+
+def synth(project: Path, stage: str, out: Path) -> dict[str, Any]:
+    done = flux("synth", str(project), "--stage", stage, "--out", str(out), "--json", timeout=600)
+    if done.returncode != 0:
+        raise RuntimeError(f"flux synth --stage {stage} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    base = Path(tempfile.mkdtemp(prefix="flux-deployed-"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def project(workdir: Path) -> Path:
+    return make_project(workdir)
+
+
+@pytest.fixture(scope="session")
+def synthesized(project: Path, workdir: Path) -> dict[str, Any]:
+    started = time.perf_counter()
+    summary = synth(project, "dev", workdir / "cdk.out")
+    summary["synth_seconds"] = round(time.perf_counter() - started, 1)
+    return summary
+
+
+@pytest.fixture(scope="session")
+def deployed(synthesized: dict[str, Any], workdir: Path) -> Iterator[Deployment]:
+    deployment = Deployment(Path(synthesized["assembly"]), synthesized["stack"], workdir / "run")
+    atexit.register(deployment.close)
+    try:
+        yield deployment
+    finally:
+        deployment.close()
+
+
+@pytest.fixture(scope="session")
+def api(deployed: Deployment) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=deployed.api.url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def cli(deployed: Deployment, workdir: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """`flux ...` against the emulated account (its endpoints and credentials), from a scratch home."""
+    home = workdir / "home"
+    home.mkdir(exist_ok=True)
+
+    def run(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return flux(*args, env={**deployed.client_env(), **kwargs.pop("env", {})}, cwd=home, **kwargs)
+
+    return run
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,27 @@
+"""hello through the whole chain: synth → moto → sandboxed Lambdas under awslambdaric → HTTP API front → HTTP."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.xdist_group("deployed")
+
+
+def test_hello_answers_through_the_http_api(api):
+    response = api.post("/hello", json={"name": "Ada"})
+    assert response.status_code == 200, response.text
+    assert response.json()["message"] == "Hello, Ada!"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
+    assert response.json()["requestId"] == response.headers["x-request-id"]
+    assert response.headers["apigw-requestid"]
+
+
+def test_hello_warm_invocation_reuses_the_environment(api, deployed):
+    name = next(n for n, s in deployed.lambdas.specs.items() if s.variables.get("FLUX_FUNCTION") == "hello"
+                and s.handler.endswith("http.handler") or n.endswith("hello"))
+    before = len(deployed.lambdas.metrics[name].warm_ms)
+    for _ in range(3):
+        assert api.post("/hello", json={"name": "again"}).status_code == 200
+    assert len(deployed.lambdas.metrics[name].warm_ms) >= before + 3
