@@ -122,7 +122,7 @@ class ObservabilityApi:
     def _schema_graph(self, params: QueryParams) -> dict[str, Any]:
         if self.advice is None:
             raise SchemaUnavailable("no database is connected to this API, so there is no schema graph "
-                                    "(run `flux dev` for the local database)")
+                                    "(configure `database` in flux.json)")
         return self.advice.schema_graph()
 
     def _suggestions(self, params: QueryParams) -> dict[str, Any]:
