@@ -81,14 +81,58 @@ def synthesized(project: Path, workdir: Path) -> dict[str, Any]:
     return summary
 
 
+REPORT = REPO / "tests" / "artifacts" / "deployed-metrics.json"
+
+
+def write_report(deployment: Deployment, synthesized: dict[str, Any], deploy_seconds: float) -> None:
+    """Cold starts, INIT and warm invocations per function, for the closing note and bench/."""
+    def stats(values: list[float]) -> dict[str, float] | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return {"n": len(ordered), "min_ms": round(ordered[0], 1), "p50_ms": round(ordered[len(ordered) // 2], 1),
+                "max_ms": round(ordered[-1], 1)}
+
+    functions = {}
+    for name, metrics in deployment.lambdas.metrics.items():
+        spec = deployment.lambdas.specs[name]
+        if not (metrics.cold_start_ms or metrics.warm_ms):
+            continue
+        functions[f"{spec.variables.get('FLUX_FUNCTION', spec.logical_id)} ({spec.handler})"] = {
+            "cold_start": stats(metrics.cold_start_ms), "init": stats(metrics.init_ms), "warm": stats(metrics.warm_ms)}
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps({"synth_seconds": synthesized.get("synth_seconds"),
+                                  "deploy_seconds": round(deploy_seconds, 1),
+                                  "memory_enforced": deployment.lambdas.memory_enforced,
+                                  "functions": functions}, indent=2))
+
+
 @pytest.fixture(scope="session")
 def deployed(synthesized: dict[str, Any], workdir: Path) -> Iterator[Deployment]:
+    started = time.perf_counter()
     deployment = Deployment(Path(synthesized["assembly"]), synthesized["stack"], workdir / "run")
+    deploy_seconds = time.perf_counter() - started
     atexit.register(deployment.close)
     try:
         yield deployment
     finally:
-        deployment.close()
+        try:
+            write_report(deployment, synthesized, deploy_seconds)
+        finally:
+            deployment.close()
+
+
+def function_name(deployment: Deployment, flux_function: str, *, entry: str = "http") -> str:
+    """The physical name of a Flux function's Lambda (``entry``: http, worker, or a handler substring)."""
+    for name, spec in deployment.lambdas.specs.items():
+        if spec.variables.get("FLUX_FUNCTION") == flux_function and entry in spec.handler.rsplit(".", 2)[-2]:
+            return name
+    raise KeyError(f"no {entry} Lambda for {flux_function}")
+
+
+def role_name(deployment: Deployment, role: str) -> str:
+    """The Lambda whose handler module contains ``role`` (authorizer, engine, observability)."""
+    return next(name for name, spec in deployment.lambdas.specs.items() if role in spec.handler)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.deployed.conftest import function_name
+
 pytestmark = pytest.mark.xdist_group("deployed")
 
 
@@ -19,8 +21,7 @@ def test_hello_answers_through_the_http_api(api):
 
 
 def test_hello_warm_invocation_reuses_the_environment(api, deployed):
-    name = next(n for n, s in deployed.lambdas.specs.items() if s.variables.get("FLUX_FUNCTION") == "hello"
-                and s.handler.endswith("http.handler") or n.endswith("hello"))
+    name = function_name(deployed, "hello")
     before = len(deployed.lambdas.metrics[name].warm_ms)
     for _ in range(3):
         assert api.post("/hello", json={"name": "again"}).status_code == 200

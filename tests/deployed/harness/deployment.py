@@ -4,11 +4,12 @@ Order, as CloudFormation would create the resources: DynamoDB tables, SQS queues
 the database (the cluster, its secret's connection details, the RDS Proxy front); every
 Lambda function (names, ARNs, assets, layers); the HTTP API; the SQS event source
 mappings. The stack's outputs are then written where ``cdk deploy --outputs-file`` puts
-them and registered as a CloudFormation stack on the moto server (``DescribeStacks``), so
+them and served by an emulated CloudFormation ``DescribeStacks``, so
 the CLI can find them the way it would in AWS.
 
 Endpoints the SDKs use (in the Lambdas and in CLI subprocesses): ``AWS_ENDPOINT_URL`` →
-moto, ``AWS_ENDPOINT_URL_LAMBDA`` → the emulated Invoke API.
+moto, ``AWS_ENDPOINT_URL_LAMBDA`` → the emulated Invoke API,
+``AWS_ENDPOINT_URL_CLOUDFORMATION`` → the emulated ``DescribeStacks``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from tests.deployed.harness import aws_services as aws
 from tests.deployed.harness.apigw_http import HttpApi, HttpApiModel
-from tests.deployed.harness.lambda_service import InvokeApi, LambdaService, function_specs
+from tests.deployed.harness.lambda_service import CloudFormationStacks, InvokeApi, LambdaService, function_specs
 from tests.deployed.harness.postgres import ClusterServer
 from tests.deployed.harness.rds_proxy import RdsProxy
 from tests.deployed.harness.runtime_image import RuntimeImage, build_runtime_image
@@ -60,9 +61,11 @@ class Deployment:
         specs = function_specs(stack)
         self.lambdas = LambdaService(stack, specs, image, self.workdir, endpoints=self.endpoints)
         self._closers.append(self.lambdas.close)
-        self.invoke_api = InvokeApi(self.lambdas)
+        self.stacks = CloudFormationStacks(stack.name, {})
+        self.invoke_api = InvokeApi(self.lambdas, self.stacks)
         self._closers.append(self.invoke_api.close)
         self.endpoints["AWS_ENDPOINT_URL_LAMBDA"] = self.invoke_api.url
+        self.endpoints["AWS_ENDPOINT_URL_CLOUDFORMATION"] = self.invoke_api.url
         apis = stack.of_type("AWS::ApiGatewayV2::Api")
         (api_id,) = apis
         self.api = HttpApi(HttpApiModel.from_stack(stack, api_id), self.lambdas, account=stack.account,
@@ -76,7 +79,7 @@ class Deployment:
             self._closers.append(mapping.stop)
         self.outputs = stack.outputs()
         (stack.assembly / "outputs.json").write_text(json.dumps({stack.name: self.outputs}, indent=2))
-        self._register_outputs()
+        self.stacks.outputs = self.outputs
 
     def _database(self) -> None:
         stack = self.stack
@@ -121,14 +124,6 @@ class Deployment:
             service = resource["Type"].split("::")[1].lower()
             self.stack.set(logical_id, Ref=name, Arn=self.stack.arn(service, name), GroupId=f"sg-{name[-12:].lower()}",
                            CidrBlock="10.0.0.0/16", AllocationId=f"eipalloc-{name[-12:].lower()}")
-
-    def _register_outputs(self) -> None:
-        """DescribeStacks answers with the outputs, as for a deployed stack (a stand-in resource, real outputs)."""
-        body = {"Resources": {"Deployed": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-                "Outputs": {key: {"Value": value} for key, value in self.outputs.items()}}
-        client = self.moto.client("cloudformation", self.stack.region)
-        with contextlib.suppress(Exception):
-            client.create_stack(StackName=self.stack.name, TemplateBody=json.dumps(body))
 
     def client_env(self) -> dict[str, str]:
         """Environment for a CLI subprocess talking to this deployment as to an AWS account."""

@@ -191,6 +191,7 @@ class LambdaService:
         self._all: list[ExecutionEnvironment] = []
         self._lock = threading.Lock()
         self.metrics: dict[str, Metrics] = {name: Metrics() for name in specs}
+        self.memory_enforced: bool | None = None
         self.invocations: dict[str, int] = dict.fromkeys(specs, 0)
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
 
@@ -242,6 +243,7 @@ class LambdaService:
                                    self.workdir / "logs" / f"{spec.name}.log")
         with self._lock:
             self._all.append(env)
+            self.memory_enforced = env.sandbox.memory_enforced
         return env
 
     def _discard(self, env: ExecutionEnvironment) -> None:
@@ -320,11 +322,44 @@ class LambdaService:
                 env.close()
 
 
+class CloudFormationStacks:
+    """``DescribeStacks`` (query protocol) for the deployed stack, so the CLI finds its outputs as in AWS.
+
+    moto's CloudFormation would try to create the template's resources itself; only the
+    read the CLI makes is needed: ``StackStatus`` ``CREATE_COMPLETE`` and the ``Outputs``.
+    """
+
+    def __init__(self, name: str, outputs: dict[str, str]) -> None:
+        self.name, self.outputs = name, outputs
+
+    def answer(self, payload: bytes) -> tuple[int, bytes]:
+        from urllib.parse import parse_qs
+        from xml.sax.saxutils import escape
+
+        form = {k: v[0] for k, v in parse_qs(payload.decode()).items()}
+        namespace = "http://cloudformation.amazonaws.com/doc/2010-05-15/"
+        if form.get("Action") != "DescribeStacks" or form.get("StackName", self.name) != self.name:
+            message = f"Stack with id {form.get('StackName', '')} does not exist"
+            return 400, (f'<ErrorResponse xmlns="{namespace}"><Error><Type>Sender</Type><Code>ValidationError</Code>'
+                         f"<Message>{escape(message)}</Message></Error><RequestId>0</RequestId>"
+                         "</ErrorResponse>").encode()
+        outputs = "".join(f"<member><OutputKey>{escape(k)}</OutputKey><OutputValue>{escape(v)}</OutputValue></member>"
+                          for k, v in self.outputs.items())
+        return 200, (f'<DescribeStacksResponse xmlns="{namespace}"><DescribeStacksResult><Stacks><member>'
+                     f"<StackName>{escape(self.name)}</StackName><StackId>arn:aws:cloudformation:us-east-1:"
+                     f"123456789012:stack/{escape(self.name)}/0</StackId><StackStatus>CREATE_COMPLETE</StackStatus>"
+                     f"<CreationTime>2026-01-01T00:00:00Z</CreationTime><Outputs>{outputs}</Outputs></member>"
+                     "</Stacks></DescribeStacksResult><ResponseMetadata><RequestId>0</RequestId>"
+                     "</ResponseMetadata></DescribeStacksResponse>").encode()
+
+
 class InvokeApi:
     """``POST /2015-03-31/functions/{name}/invocations`` for the SDKs in the emulated functions (and the CLI)."""
 
-    def __init__(self, service: LambdaService) -> None:
+    def __init__(self, service: LambdaService, stacks: CloudFormationStacks | None = None) -> None:
         self.service = service
+        self.stacks = stacks
+        outer = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -343,6 +378,10 @@ class InvokeApi:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 payload = self.rfile.read(length) if length else b""
+                if self.path.split("?")[0] == "/" and outer.stacks is not None:
+                    status, body = outer.stacks.answer(payload)
+                    self._send(status, body, {"Content-Type": "text/xml"})
+                    return
                 parts = self.path.split("?")[0].split("/")
                 if len(parts) != 5 or parts[1] != "2015-03-31" or parts[2] != "functions" or parts[4] != "invocations":
                     self._send(404, b'{"message":"Not Found"}', {"x-amzn-ErrorType": "UnknownOperationException"})
