@@ -44,7 +44,7 @@ def stack_outputs(stack: str, *, region: str | None = None, env: Mapping[str, st
     if path:
         return _outputs_from_file(Path(path), stack)
     if cloudformation is None:
-        from functions.aws.clients import client
+        from functions.shared.aws_clients import client
 
         cloudformation = client("cloudformation", region=region)
     from botocore.exceptions import BotoCoreError, ClientError
@@ -84,7 +84,7 @@ def migrate_stage(outputs: Mapping[str, str], stack: str, *, lambda_client: Any 
     """Invoke the stage's engine Lambda with ``{"action": "migrate"}``; its migration report."""
     function = require(outputs, names.OUTPUT_ENGINE_FUNCTION, stack, "a stack without a database has no migrations")
     if lambda_client is None:
-        from functions.aws.clients import client
+        from functions.shared.aws_clients import client
 
         lambda_client = client("lambda", read_timeout_s=MIGRATE_READ_TIMEOUT_S, max_attempts=1, region=region)
     from botocore.exceptions import BotoCoreError, ClientError
@@ -107,10 +107,10 @@ def migrate_stage(outputs: Mapping[str, str], stack: str, *, lambda_client: Any 
 
 def stage_queue(outputs: Mapping[str, str], stack: str, *, region: str | None = None) -> Any:
     """The stage's :class:`~functions.queue_consumer.sqs_queue.SqsJobQueue` (queues, DLQs and the job table)."""
-    from functions.aws.clients import client
     from functions.aws.queue import url_map
     from functions.queue_consumer.dynamo_job_store import DynamoJobStore
     from functions.queue_consumer.sqs_queue import SqsJobQueue
+    from functions.shared.aws_clients import client
 
     why = "a stack without async functions has no queues"
     table = require(outputs, names.OUTPUT_JOBS_TABLE, stack, why)

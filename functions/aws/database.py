@@ -78,7 +78,7 @@ def dsn_from_environment(env: Mapping[str, str], *, secrets_client: Any = None) 
     if not arn:
         raise _unavailable(f"no database is configured ({names.DATABASE_URL} or {names.DATABASE_SECRET_ARN})")
     if secrets_client is None:
-        from functions.aws.clients import client
+        from functions.shared.aws_clients import client
 
         secrets_client = client("secretsmanager")
     try:

@@ -44,7 +44,7 @@ def build_authorizer(env: Mapping[str, str], *, dynamodb: Any | None = None,
 
     project = load_project(project_root(env))
     if dynamodb is None:
-        from functions.aws.clients import client
+        from functions.shared.aws_clients import client
 
         dynamodb = client("dynamodb", read_timeout_s=READ_TIMEOUT_S)
     keys = DynamoApiKeyStore(env[names.KEYS_TABLE], dynamodb)
@@ -58,7 +58,7 @@ def build_authorizer(env: Mapping[str, str], *, dynamodb: Any | None = None,
 
             prefix = env.get(names.SECRETS_PREFIX) or f"flux/{project.config.name}/"
             if secretsmanager is None:
-                from functions.aws.clients import client
+                from functions.shared.aws_clients import client
 
                 secretsmanager = client("secretsmanager", read_timeout_s=READ_TIMEOUT_S)
             secrets = SecretsManagerStore(secretsmanager, prefix)

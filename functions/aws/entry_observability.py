@@ -41,7 +41,7 @@ def settings_from_env(env: Mapping[str, str]) -> Observability:
 
 def build_api(env: Mapping[str, str] = os.environ, client: Any | None = None,
               lambda_client: Any | None = None) -> ObservabilityApi:
-    from functions.aws import clients
+    from functions.shared import aws_clients as clients
 
     if client is None:
         client = clients.client("dynamodb")

@@ -7,10 +7,10 @@ import os
 from collections.abc import Mapping
 
 from functions.aws import names
-from functions.aws.clients import client
 from functions.queue_consumer.dynamo_job_store import DynamoJobStore
 from functions.queue_consumer.errors import QueueError
 from functions.queue_consumer.sqs_queue import SqsJobQueue
+from functions.shared.aws_clients import client
 
 
 def url_map(text: str | None, what: str) -> dict[str, str]:

@@ -65,10 +65,10 @@ def _sink(env: Mapping[str, str], project: Project) -> SpanSink:
     table = env.get(names.SPANS_TABLE)
     if not table:
         return NullSink()
-    from functions.aws.clients import client
     from functions.observability.buffered import BufferedSink
     from functions.observability.dynamo_schema import DEFAULT_SHARDS
     from functions.observability.dynamo_store import DynamoSpanStore
+    from functions.shared.aws_clients import client
 
     store = DynamoSpanStore(client("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
                             retention_days=project.config.observability.retention_days)
@@ -105,8 +105,8 @@ def _services(env: Mapping[str, str], project: Project) -> Services:
     services = Services()
     prefix = env.get(names.SECRETS_PREFIX)
     if prefix:
-        from functions.aws.clients import client
         from functions.runtime.aws_secrets import SecretsManagerStore
+        from functions.shared.aws_clients import client
 
         services.secrets = SecretsManagerStore(client("secretsmanager"), prefix)
     if env.get(names.QUEUE_URLS):

@@ -55,9 +55,8 @@ class SqsJobQueue(JobQueue):
     def from_env(cls, *, sqs_client: Any = None, dynamodb_client: Any = None,
                  environ: Mapping[str, str] | None = None) -> SqsJobQueue:
         """Build from ``FLUX_QUEUE_URLS``, ``FLUX_DLQ_URLS`` (JSON objects) and ``FLUX_JOBS_TABLE``."""
-        import boto3
-
         from functions.queue_consumer.dynamo_job_store import DynamoJobStore
+        from functions.shared.aws_clients import client
 
         env = os.environ if environ is None else environ
         queue_urls = json.loads(env.get("FLUX_QUEUE_URLS") or "{}")
@@ -65,8 +64,8 @@ class SqsJobQueue(JobQueue):
         table = env.get("FLUX_JOBS_TABLE")
         if not table:
             raise QueueError("FLUX_JOBS_TABLE is not set: the queue needs its job table")
-        store = DynamoJobStore(dynamodb_client or boto3.client("dynamodb"), table)
-        return cls(sqs_client or boto3.client("sqs"), queue_urls, dlq_urls, store)
+        store = DynamoJobStore(dynamodb_client or client("dynamodb"), table)
+        return cls(sqs_client or client("sqs"), queue_urls, dlq_urls, store)
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""boto3 clients with short timeouts and bounded retries, for every AWS call Flux makes.
+"""boto3 clients with short timeouts and bounded retries, for every AWS call Flux makes (Lambdas and CLI).
 
 botocore's defaults (60 s connect, 60 s read, legacy retries) would let one slow
 DynamoDB or SQS call eat a whole Lambda timeout in front of a user's request. Each
