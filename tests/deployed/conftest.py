@@ -135,8 +135,19 @@ def role_name(deployment: Deployment, role: str) -> str:
     return next(name for name, spec in deployment.lambdas.specs.items() if role in spec.handler)
 
 
+JWT_SECRET = "deployed-tier-hs256-secret-0123456789abcdef"
+
+
 @pytest.fixture(scope="session")
-def api(deployed: Deployment) -> Iterator[httpx.Client]:
+def jwt_secret(cli: Callable[..., subprocess.CompletedProcess[str]], project: Path) -> str:
+    """The project's HS256 JWT secret, stored the way a user would: `flux secrets set --stage dev`."""
+    done = cli("secrets", "set", "JWT_SECRET", "--stage", "dev", "-C", str(project), input=JWT_SECRET + "\n")
+    assert done.returncode == 0, f"flux secrets set --stage dev failed:\n{done.stdout}\n{done.stderr}"
+    return JWT_SECRET
+
+
+@pytest.fixture(scope="session")
+def api(deployed: Deployment, jwt_secret: str) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=deployed.api.url, timeout=60) as client:
         yield client
 
@@ -162,3 +173,11 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, interval: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met in {timeout} s")
         time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def migrated_stage(cli: Callable[..., subprocess.CompletedProcess[str]], project: Path) -> dict[str, Any]:
+    """`flux db migrate --stage dev`: the engine Lambda applies schema/ (what `flux deploy` runs after deploying)."""
+    done = cli("db", "migrate", "--stage", "dev", "-C", str(project), "--json")
+    assert done.returncode == 0, f"flux db migrate --stage dev failed:\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout)

@@ -18,10 +18,8 @@ pytestmark = pytest.mark.xdist_group("deployed")
 
 
 @pytest.fixture(scope="module")
-def migrated(deployed, cli, project):
-    done = cli("db", "migrate", "--stage", "dev", "-C", str(project), "--json")
-    assert done.returncode == 0, f"flux db migrate --stage dev failed:\n{done.stdout}\n{done.stderr}"
-    return json.loads(done.stdout)
+def migrated(migrated_stage):
+    return migrated_stage
 
 
 def cluster_rows(deployed, query: str, *args):
