@@ -32,11 +32,20 @@ EXTRA_FUNCTIONS = Path(__file__).resolve().parent / "project"
 pytestmark = pytest.mark.xdist_group("deployed")
 
 
+# FLUX_DEPLOYED_PRODUCT=<a checkout of another commit> runs the tier against that tree's CLI, assets and
+# handlers (how FINDINGS.md entries are reproduced on the commit they were found on).
+PRODUCT = Path(os.environ["FLUX_DEPLOYED_PRODUCT"]).resolve() if os.environ.get("FLUX_DEPLOYED_PRODUCT") else None
+
+
 def flux(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180,
          input: str | None = None) -> subprocess.CompletedProcess[str]:
     """The product's CLI as a subprocess (never imported)."""
-    command = [str(FLUX)] if FLUX.exists() else ["flux"]
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLUX_"))}
+    if PRODUCT is not None:
+        command = [str(REPO / ".venv" / "bin" / "python"), "-m", "cli.main"]
+        base["PYTHONPATH"] = str(PRODUCT)
+    else:
+        command = [str(FLUX)] if FLUX.exists() else ["flux"]
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout, input=input,
                           cwd=cwd or REPO, env={**base, "HOME": str(cwd or REPO), **(env or {})})
 
@@ -60,6 +69,39 @@ def synth(project: Path, stage: str, out: Path) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
+class BackgroundSynth:
+    """A `flux synth` running in a thread while the main deployment starts (the machine has two cores)."""
+
+    def __init__(self, project: Path, stage: str, out: Path) -> None:
+        import concurrent.futures
+
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._future = self._pool.submit(synth, project, stage, out)
+
+    def result(self) -> dict[str, Any]:
+        try:
+            return self._future.result(timeout=900)
+        finally:
+            self._pool.shutdown(wait=False)
+
+
+def url_mode_project(base: Path, project: Path) -> Path:
+    """The same project with ``database.url`` (the URL itself is a deploy-time parameter, as `flux deploy` passes it)."""
+    root = base / "shop-url"
+    shutil.copytree(project, root)
+    config = json.loads((root / "flux.json").read_text())
+    config["database"] = {"url": "postgresql://flux_admin@db.example.invalid:5432/shop"}
+    (root / "flux.json").write_text(json.dumps(config, indent=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def other_synths(project: Path, workdir: Path) -> dict[str, BackgroundSynth]:
+    """Started before the dev synth finishes: the prod stage of the same project, and its database.url variant."""
+    return {"prod": BackgroundSynth(project, "prod", workdir / "cdk.out-prod"),
+            "url": BackgroundSynth(url_mode_project(workdir, project), "urlmode", workdir / "cdk.out-url")}
+
+
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="flux-deployed-"))
@@ -74,7 +116,7 @@ def project(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synthesized(project: Path, workdir: Path) -> dict[str, Any]:
+def synthesized(project: Path, workdir: Path, other_synths: dict[str, BackgroundSynth]) -> dict[str, Any]:
     started = time.perf_counter()
     summary = synth(project, "dev", workdir / "cdk.out")
     summary["synth_seconds"] = round(time.perf_counter() - started, 1)
