@@ -42,7 +42,7 @@ def flux(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
     """The product's CLI as a subprocess (never imported)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FLUX_"))}
     if PRODUCT is not None:
-        command = [str(REPO / ".venv" / "bin" / "python"), "-m", "cli.main"]
+        command = [str(REPO / ".venv" / "bin" / "python"), "-P", "-m", "cli.main"]  # -P: not the cwd's cli/
         base["PYTHONPATH"] = str(PRODUCT)
     else:
         command = [str(FLUX)] if FLUX.exists() else ["flux"]

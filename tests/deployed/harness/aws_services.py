@@ -12,7 +12,8 @@ CloudFormation would create it:
 * ``AWS::SecretsManager::Secret``: ``SecretString`` or ``GenerateSecretString`` (template
   + generated key, the excluded characters honoured);
 * ``AWS::SecretsManager::SecretTargetAttachment`` to a DB cluster: the connection keys
-  Secrets Manager adds for RDS (``engine``, ``host``, ``port``, ``dbClusterIdentifier``).
+  Secrets Manager adds for RDS (``engine``, ``host``, ``port``, ``dbClusterIdentifier`` and, when the
+  cluster has a ``DatabaseName``, ``dbname``: the shape of the secrets users report, e.g. aws-cdk#11517).
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def attach_secret_targets(stack: Stack, moto: MotoServer) -> None:
             document.update({"engine": "postgres", "host": stack.attr(target, "Endpoint.Address"),
                              "port": int(stack.attr(target, "Endpoint.Port")),
                              "dbClusterIdentifier": stack.attr(target, "Ref")})
+            database = stack.resources[target]["Properties"].get("DatabaseName")
+            if database:  # the generated secret of a cluster names its database (seen in real secrets)
+                document["dbname"] = database
         else:
             raise NotImplementedError(f"{logical_id}: target type {props['TargetType']} is not emulated")
         client.put_secret_value(SecretId=arn, SecretString=json.dumps(document))
