@@ -122,3 +122,106 @@ def test_sqs_record_has_the_documented_shape():
                "Attributes": docs["attributes"], "MD5OfBody": docs["md5OfBody"]}
     built_record = record(message, queue_arn=docs["eventSourceARN"], region="us-east-1")
     assert built_record == docs
+
+
+class StubLambdas:
+    """Stands in for the Lambda service so the API front's own rules can be checked alone."""
+
+    def __init__(self, answers: dict) -> None:
+        self.answers, self.calls = answers, []
+
+    def invoke(self, name: str, payload: bytes):
+        import time as _time
+
+        from tests.deployed.harness.lambda_service import InvokeResult
+
+        self.calls.append((name, json.loads(payload)))
+        answer = self.answers[name]
+        if callable(answer):
+            answer = answer(json.loads(payload))
+        if isinstance(answer, float):
+            _time.sleep(answer)
+            return InvokeResult(b'{"late": true}')
+        if answer == "error":
+            return InvokeResult(b'{"errorMessage": "boom"}', "Unhandled")
+        return InvokeResult(json.dumps(answer).encode())
+
+
+def front(answers: dict, *, ttl: int = 300, identity: tuple[str, ...] = ("$request.header.x-api-key",),
+          timeout_ms: int = 30000):
+    from tests.deployed.harness.apigw_http import Authorizer, HttpApi, HttpApiModel
+
+    authorizer = Authorizer("Auth", "authorizer", identity, ttl, True)
+    routes = [Route("GET /items/{id}", "GET", ("items", "{id}"), "items", timeout_ms, authorizer),
+              Route("GET /slow", "GET", ("slow",), "slow", timeout_ms, None),
+              Route("GET /broken", "GET", ("broken",), "broken", timeout_ms, None)]
+    cors = {"AllowOrigins": ["http://app.example"], "AllowMethods": ["GET"], "AllowHeaders": ["x-api-key"],
+            "ExposeHeaders": ["x-request-id"], "MaxAge": 60}
+    lambdas = StubLambdas(answers)
+    api = HttpApi(HttpApiModel("api", routes, cors, None, None), lambdas, account="123456789012", region="us-east-1")
+    return api, lambdas
+
+
+def get(api, path: str, headers: list[tuple[str, str]] | None = None, method: str = "GET"):
+    return api.handle(ev.HttpRequest(method, path, "", headers or [], b""))
+
+
+def test_authorizer_identity_sources_cache_and_denials():
+    decide = {"authorizer": lambda e: {"isAuthorized": e["headers"].get("x-api-key") == "good",
+                                       "context": {"who": e["identitySource"][0]}},
+              "items": {"ok": True}}
+    api, lambdas = front(decide)
+    try:
+        missing = get(api, "/items/1")
+        assert missing.status == 401 and json.loads(missing.body) == {"message": "Unauthorized"}
+        assert lambdas.calls == []  # not invoked without its identity source
+        assert get(api, "/items/1", [("x-api-key", "good")]).status == 200
+        assert get(api, "/items/2", [("x-api-key", "good")]).status == 200
+        assert [c[0] for c in lambdas.calls].count("authorizer") == 1  # cached per identity-source values
+        integration = next(c[1] for c in lambdas.calls if c[0] == "items")
+        assert integration["requestContext"]["authorizer"] == {"lambda": {"who": "good"}}
+        assert integration["pathParameters"] == {"id": "1"}
+        denied = get(api, "/items/1", [("x-api-key", "bad")])
+        assert denied.status == 403 and json.loads(denied.body) == {"message": "Forbidden"}
+    finally:
+        api.close()
+
+
+def test_uncached_authorizer_without_identity_sources_runs_every_time():
+    api, lambdas = front({"authorizer": {"isAuthorized": True, "context": {}}, "items": {}}, ttl=0, identity=())
+    try:
+        for _ in range(3):
+            assert get(api, "/items/1").status == 200
+        assert [c[0] for c in lambdas.calls].count("authorizer") == 3
+    finally:
+        api.close()
+
+
+def test_integration_timeout_function_error_and_unknown_route():
+    api, _ = front({"slow": 0.5, "broken": "error"}, timeout_ms=100)
+    try:
+        slow = get(api, "/slow")
+        assert slow.status == 503 and json.loads(slow.body) == {"message": "Service Unavailable"}
+        broken = get(api, "/broken")
+        assert broken.status == 500 and json.loads(broken.body) == {"message": "Internal Server Error"}
+        assert get(api, "/nothing").status == 404
+    finally:
+        api.close()
+
+
+def test_cors_preflight_and_exposed_headers():
+    api, lambdas = front({"slow": {"ok": 1}})
+    try:
+        preflight = get(api, "/slow", [("origin", "http://app.example"), ("access-control-request-method", "GET")],
+                        method="OPTIONS")
+        assert preflight.status == 204 and lambdas.calls == []
+        headers = dict(preflight.headers)
+        assert headers["access-control-allow-origin"] == "http://app.example"
+        assert headers["access-control-max-age"] == "60"
+        plain = dict(get(api, "/slow", [("origin", "http://app.example")]).headers)
+        assert plain["access-control-allow-origin"] == "http://app.example"
+        assert plain["access-control-expose-headers"] == "x-request-id"
+        other = dict(get(api, "/slow", [("origin", "http://evil.example")]).headers)
+        assert "access-control-allow-origin" not in other
+    finally:
+        api.close()
