@@ -62,27 +62,36 @@ def make_project(base: Path) -> Path:
     return root
 
 
+BUILD_CACHE = os.environ.get("FLUX_BUILD_CACHE") or str(Path.home() / ".cache" / "flux" / "build")
+
+
 def synth(project: Path, stage: str, out: Path) -> dict[str, Any]:
-    done = flux("synth", str(project), "--stage", stage, "--out", str(out), "--json", timeout=600)
+    # The user's build cache (warm wheels and Deno caches), whatever HOME the CLI runs with.
+    done = flux("synth", str(project), "--stage", stage, "--out", str(out), "--json", timeout=600,
+                env={"FLUX_BUILD_CACHE": BUILD_CACHE})
     if done.returncode != 0:
         raise RuntimeError(f"flux synth --stage {stage} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
 
 
 class BackgroundSynth:
-    """A `flux synth` running in a thread while the main deployment starts (the machine has two cores)."""
+    """A `flux synth` running in a thread while the tests use the main deployment.
+
+    One at a time, after the main synth: concurrent synths share the build cache and prune
+    each other's bundles (FINDINGS.md F5).
+    """
+
+    _pool = None
 
     def __init__(self, project: Path, stage: str, out: Path) -> None:
         import concurrent.futures
 
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-        self._future = self._pool.submit(synth, project, stage, out)
+        if BackgroundSynth._pool is None:
+            BackgroundSynth._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="synth")
+        self._future = BackgroundSynth._pool.submit(synth, project, stage, out)
 
     def result(self) -> dict[str, Any]:
-        try:
-            return self._future.result(timeout=900)
-        finally:
-            self._pool.shutdown(wait=False)
+        return self._future.result(timeout=900)
 
 
 def url_mode_project(base: Path, project: Path) -> Path:
@@ -96,8 +105,8 @@ def url_mode_project(base: Path, project: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def other_synths(project: Path, workdir: Path) -> dict[str, BackgroundSynth]:
-    """Started before the dev synth finishes: the prod stage of the same project, and its database.url variant."""
+def other_synths(project: Path, workdir: Path, synthesized: dict[str, Any]) -> dict[str, BackgroundSynth]:
+    """Queued once the dev synth is done: the prod stage of the same project, and its database.url variant."""
     return {"prod": BackgroundSynth(project, "prod", workdir / "cdk.out-prod"),
             "url": BackgroundSynth(url_mode_project(workdir, project), "urlmode", workdir / "cdk.out-url")}
 
@@ -116,7 +125,7 @@ def project(workdir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def synthesized(project: Path, workdir: Path, other_synths: dict[str, BackgroundSynth]) -> dict[str, Any]:
+def synthesized(project: Path, workdir: Path) -> dict[str, Any]:
     started = time.perf_counter()
     summary = synth(project, "dev", workdir / "cdk.out")
     summary["synth_seconds"] = round(time.perf_counter() - started, 1)
@@ -150,7 +159,8 @@ def write_report(deployment: Deployment, synthesized: dict[str, Any], deploy_sec
 
 
 @pytest.fixture(scope="session")
-def deployed(synthesized: dict[str, Any], workdir: Path) -> Iterator[Deployment]:
+def deployed(synthesized: dict[str, Any], workdir: Path, other_synths: dict[str, BackgroundSynth]
+             ) -> Iterator[Deployment]:
     started = time.perf_counter()
     deployment = Deployment(Path(synthesized["assembly"]), synthesized["stack"], workdir / "run")
     deploy_seconds = time.perf_counter() - started
