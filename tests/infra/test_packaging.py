@@ -95,6 +95,13 @@ def test_lambda_asset_layout_and_cache(shop_project):
     assert any(asset.path.glob("pydantic_core/*cpython-312-*-linux-gnu.so"))
     assert not (asset.path / "boto3").exists()  # the Lambda runtime provides it
     assert build_asset("runtime", shop_project).path == asset.path  # cache hit
+    # /var/task is read-only: without bytecode in the bundle every cold start compiles every module.
+    for module in ("functions/aws/entry_http.py", "functions/runtime/host.py", "pydantic/main.py"):
+        source = asset.path / module
+        (pyc,) = (source.parent / "__pycache__").glob(f"{source.stem}.cpython-312.pyc")
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, module  # hash-based and unchecked: valid whatever mtimes the upload gives
+    assert not list((asset.path / BUNDLE_PROJECT_DIR).rglob("__pycache__"))
     assert tree_hash(asset.path / BUNDLE_PROJECT_DIR) == tree_hash(shop_project.root)
 
 
