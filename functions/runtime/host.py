@@ -212,6 +212,8 @@ class Runtime:
                 if key in error.details:
                     attrs[f"error.{key}"] = error.details[key]
         finished = span.finish(status, **redact(attrs, collected.secrets))
+        if error is not None:  # the internal message, secrets redacted, for operators' views (the DLQ's last error)
+            error.details["message"] = finished.attrs.get("error.message", error.message)
         collected.call.sink.write_spans([finished])
 
     async def _serve(self, method: str, params: Any, span_id: str, issued_us: int | None,

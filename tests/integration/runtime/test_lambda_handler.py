@@ -66,6 +66,14 @@ def aws_project(tmp_path: Path, monkeypatch):
           return { rows: await ctx.db.query({ table: "items", operation: "select", columns: ["name"] }) };
         }""")
     (count / "flux.json").write_text(json.dumps({"route": "/count", "auth": "api_key"}))
+    refuse = tmp_path / "functions" / "refuse"
+    refuse.mkdir(parents=True)
+    (refuse / "index.ts").write_text("""
+        export default async function handler(input, ctx) {
+          const key = await ctx.secrets.get("GREETING_KEY");
+          throw new Error(`smtp refused for ${input.to} with key ${key}`);
+        }""")
+    (refuse / "flux.json").write_text(json.dumps({"async": True}))
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "FLUX_PROJECT_DIR": str(tmp_path), "FLUX_FUNCTION": "greet", "SPANS_TABLE": "spans",
            "FLUX_SECRETS_PREFIX": "flux/lam/prod/", "FLUX_STATE_DIR": str(tmp_path / "state")}
@@ -148,3 +156,21 @@ def test_a_url_secret_is_a_working_database(aws_project, monkeypatch, pg_dsn):
     result = entry_http.handler(api_gateway_event({}, route="/count"), None)
     assert result["statusCode"] == 200, result["body"]
     assert sorted(r["name"] for r in json.loads(result["body"])["rows"]) == ["apple", "pear"]
+
+
+def test_a_failed_job_records_the_internal_error_not_the_public_placeholder(aws_project):
+    """The DLQ's last error (an operator's view) is the thrown message, secrets redacted; HTTP callers in AWS
+    only ever get the placeholder."""
+    from functions.queue_consumer.runner import describe_error
+    from functions.shared.context import CallContext
+    from functions.shared.errors import FunctionError
+
+    state = runtime_state.state("worker")
+    call = CallContext("d" * 32, "e" * 16, "refuse", "d" * 32, state.sink)
+    with pytest.raises(FunctionError) as caught:
+        state.run(state.runtime.invoke("refuse", {"to": "ada@example.com"}, call))
+    assert "see the trace" in caught.value.message   # what an HTTP caller would see
+    recorded = describe_error(caught.value)
+    assert recorded.startswith("function_error: Error: smtp refused for ada@example.com") or \
+        recorded.startswith("function_error: smtp refused for ada@example.com"), recorded
+    assert "k-123456" not in recorded
