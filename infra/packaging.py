@@ -38,6 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,7 @@ BUNDLE_FORMAT = "2"  # 2: bytecode compiled in; bump when the layout of a bundle
 BUNDLE_PROJECT_DIR = names.BUNDLE_PROJECT_DIR
 BUNDLE_DENO_DIR = names.BUNDLE_DENO_DIR
 KEEP_BUNDLES = 3
+PRUNE_GRACE_S = 3600
 
 
 class BuildError(InfraError):
@@ -309,6 +311,7 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
     family = f"{kind}-{project.config.name}-{target.key()}-"
     folder = cache / "assets" / f"{family}{key}"
     if folder.is_dir():
+        _mark_used(folder)
         return Asset(folder, key)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{kind}-", dir=folder.parent) as scratch:
@@ -328,11 +331,28 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
     return Asset(folder, key)
 
 
-def _prune(parent: Path, family: str, *, keep: int) -> None:
-    """Drop all but the ``keep`` newest bundles of one kind, project and target (every code edit makes one)."""
+def _mark_used(folder: Path) -> None:
+    """A cache hit makes the bundle the newest of its family, so pruning never takes one that is in use."""
+    try:
+        os.utime(folder)
+    except OSError:
+        pass   # a read-only cache: nothing prunes it either
+
+
+def _prune(parent: Path, family: str, *, keep: int, grace_s: float = PRUNE_GRACE_S) -> None:
+    """Drop all but the ``keep`` newest bundles of one kind, project and target (every code edit makes one).
+
+    Bundles used within ``grace_s`` are kept whatever their rank: another ``flux synth`` of a project of the
+    same name (another stage or configuration, at the same time) may be handing one to the CDK right now."""
     bundles = sorted((p for p in parent.glob(f"{family}*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
                      reverse=True)
+    cutoff = time.time() - grace_s
     for old in bundles[keep:]:
+        try:
+            if old.stat().st_mtime >= cutoff:
+                continue
+        except OSError:
+            continue
         shutil.rmtree(old, ignore_errors=True)
 
 
