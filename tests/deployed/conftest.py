@@ -175,16 +175,26 @@ def deployed(synthesized: dict[str, Any], workdir: Path, other_synths: dict[str,
 
 
 def function_name(deployment: Deployment, flux_function: str, *, entry: str = "http") -> str:
-    """The physical name of a Flux function's Lambda (``entry``: http, worker, or a handler substring)."""
-    for name, spec in deployment.lambdas.specs.items():
-        if spec.variables.get("FLUX_FUNCTION") == flux_function and entry in spec.handler.rsplit(".", 2)[-2]:
+    """The physical name of a Flux function's Lambda, found from the template's wiring, not handler names:
+    ``http`` is a route integration's target, ``worker`` an SQS event source mapping's."""
+    if entry == "http":
+        targets = {deployment.lambdas.find(route.function).name for route in deployment.api.model.routes}
+    else:
+        targets = {deployment.lambdas.find(mapping.function).name for mapping in deployment.mappings}
+    for name in targets:
+        if deployment.lambdas.specs[name].variables.get("FLUX_FUNCTION") == flux_function:
             return name
     raise KeyError(f"no {entry} Lambda for {flux_function}")
 
 
 def role_name(deployment: Deployment, role: str) -> str:
-    """The Lambda whose handler module contains ``role`` (authorizer, engine, observability)."""
-    return next(name for name, spec in deployment.lambdas.specs.items() if role in spec.handler)
+    """The authorizer (the routes' REQUEST authorizer) or the engine (the ``EngineFunctionName`` output)."""
+    if role == "authorizer":
+        function = next(r.authorizer.function for r in deployment.api.model.routes if r.authorizer is not None)
+        return deployment.lambdas.find(function).name
+    if role == "engine":
+        return deployment.lambdas.find(deployment.outputs["EngineFunctionName"]).name
+    raise KeyError(role)
 
 
 JWT_SECRET = "deployed-tier-hs256-secret-0123456789abcdef"

@@ -44,7 +44,7 @@ def test_two_stages_have_no_clashing_physical_names(synthesized, other_synths):
     assert clashes == [], f"fixed physical names shared by {synthesized['stack']} and {prod['stack']}: {clashes}"
 
 
-def test_database_url_mode_serves_requests(other_synths, deployed, workdir, migrated_stage):
+def test_database_url_mode_serves_requests(other_synths, deployed, workdir, cli, project):
     """database.url: the stack keeps the URL (a NoEcho parameter) in a secret; every Lambda must start with it."""
     summary = other_synths["url"].result()
     database = next(iter(deployed.stack.of_type("AWS::RDS::DBCluster").values()))["Properties"]["DatabaseName"]
@@ -57,6 +57,9 @@ def test_database_url_mode_serves_requests(other_synths, deployed, workdir, migr
         with httpx.Client(base_url=stage.api.url, timeout=60) as client:
             hello = client.post("/hello", json={"name": "url"})
             assert hello.status_code == 200, hello.text
+            env = {**stage.client_env()}
+            migrated = cli("db", "migrate", "--stage", "urlmode", "-C", str(project), "--json", env=env)
+            assert migrated.returncode == 0, f"{migrated.stdout}\n{migrated.stderr}"
             orders = client.get("/orders", params={"limit": "1"})
             assert orders.status_code == 200, orders.text
     finally:
