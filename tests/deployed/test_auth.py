@@ -32,35 +32,45 @@ def key(cli, deployed):
     return json.loads(done.stdout)["key"]
 
 
-def test_api_key_in_x_api_key_header(api, key):
-    response = api.get("/me", headers={"x-api-key": key})
+# /me has a rate limit (a metered route: the authorizer runs on every request); /me/cached has none,
+# the kind of route an authorizer result cache would serve.
+ROUTES = ["/me", "/me/cached"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_api_key_in_x_api_key_header(api, key, route):
+    response = api.get(route, headers={"x-api-key": key})
     assert response.status_code == 200, response.text
     assert response.json()["auth"]["key_name"] == "deployed-tier"
 
 
-def test_api_key_as_bearer_token(api, key):
-    response = api.get("/me", headers={"authorization": f"Bearer {key}"})
+@pytest.mark.parametrize("route", ROUTES)
+def test_api_key_as_bearer_token(api, key, route):
+    response = api.get(route, headers={"authorization": f"Bearer {key}"})
     assert response.status_code == 200, response.text
     assert response.json()["auth"]["key_name"] == "deployed-tier"
 
 
-def test_missing_or_wrong_key_is_the_standard_401(api, key):
-    standard_error(api.get("/me"), 401, "unauthorized")
-    standard_error(api.get("/me", headers={"x-api-key": "flx_live_" + "0" * 43}), 401, "unauthorized")
-    standard_error(api.get("/me", headers={"authorization": "Bearer nonsense"}), 401, "unauthorized")
+@pytest.mark.parametrize("route", ROUTES)
+def test_missing_or_wrong_key_is_the_standard_401(api, key, route):
+    standard_error(api.get(route), 401, "unauthorized")
+    standard_error(api.get(route, headers={"x-api-key": "flx_live_" + "0" * 43}), 401, "unauthorized")
+    standard_error(api.get(route, headers={"authorization": "Bearer nonsense"}), 401, "unauthorized")
 
 
-def test_revoked_key_stops_working_at_once(api, cli, deployed):
+@pytest.mark.parametrize("route", ROUTES)
+def test_revoked_key_stops_working_at_once(api, cli, deployed, route):
     table = deployed.outputs["KeysTableName"]
-    created = cli("keys", "create", "--name", "to-revoke", "--table", table, "--json")
+    name = "to-revoke" + route.replace("/", "-")
+    created = cli("keys", "create", "--name", name, "--table", table, "--json")
     assert created.returncode == 0, created.stderr
     secret = json.loads(created.stdout)["key"]
-    assert api.get("/me", headers={"x-api-key": secret}).status_code == 200
-    assert api.get("/me", headers={"authorization": f"Bearer {secret}"}).status_code == 200
-    revoked = cli("keys", "revoke", "to-revoke", "--table", table, "--json")
+    assert api.get(route, headers={"x-api-key": secret}).status_code == 200
+    assert api.get(route, headers={"authorization": f"Bearer {secret}"}).status_code == 200
+    revoked = cli("keys", "revoke", name, "--table", table, "--json")
     assert revoked.returncode == 0, revoked.stderr
-    standard_error(api.get("/me", headers={"x-api-key": secret}), 401, "unauthorized")
-    standard_error(api.get("/me", headers={"authorization": f"Bearer {secret}"}), 401, "unauthorized")
+    standard_error(api.get(route, headers={"x-api-key": secret}), 401, "unauthorized")
+    standard_error(api.get(route, headers={"authorization": f"Bearer {secret}"}), 401, "unauthorized")
 
 
 def token(secret: str, **claims) -> str:

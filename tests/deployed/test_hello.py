@@ -29,14 +29,17 @@ def test_hello_warm_invocation_reuses_the_environment(api, deployed):
 
 
 def test_fresh_cold_environments_serve_after_the_warm_ones_are_discarded(api, deployed):
-    """What Lambda does after idling or a configuration change: new environments, INIT again."""
+    """What Lambda does after idling or a configuration change: new environments, INIT again.
+    /limited is behind the authorizer (it has a rate limit), so both the authorizer and a runtime go cold."""
+    limited = function_name(deployed, "limited")
     hello = function_name(deployed, "hello")
     authorizer = role_name(deployed, "authorizer")
     assert api.post("/hello", json={"name": "warm"}).status_code == 200
-    cold_before = {n: len(deployed.lambdas.metrics[n].cold_start_ms) for n in (hello, authorizer)}
-    deployed.lambdas.discard_warm(hello)
-    deployed.lambdas.discard_warm(authorizer)
-    response = api.post("/hello", json={"name": "cold"})
-    assert response.status_code == 200, response.text
-    for name in (hello, authorizer):
+    names = (hello, authorizer, limited)
+    cold_before = {n: len(deployed.lambdas.metrics[n].cold_start_ms) for n in names}
+    for name in names:
+        deployed.lambdas.discard_warm(name)
+    assert api.post("/hello", json={"name": "cold"}).status_code == 200
+    assert api.get("/limited", headers={"x-forwarded-for": "198.51.100.7"}).status_code in (200, 429)
+    for name in names:
         assert len(deployed.lambdas.metrics[name].cold_start_ms) == cold_before[name] + 1
