@@ -93,6 +93,13 @@ class BackgroundSynth:
     def result(self) -> dict[str, Any]:
         return self._future.result(timeout=900)
 
+    @classmethod
+    def drain(cls) -> None:
+        """Cancel queued synths and wait for a running one, so nothing writes into a removed work dir."""
+        if cls._pool is not None:
+            cls._pool.shutdown(wait=True, cancel_futures=True)
+            cls._pool = None
+
 
 def url_mode_project(base: Path, project: Path) -> Path:
     """The same project with ``database.url`` (the URL itself is a deploy-time parameter, as `flux deploy` passes it)."""
@@ -115,8 +122,11 @@ def other_synths(project: Path, workdir: Path, synthesized: dict[str, Any]) -> d
 def workdir() -> Iterator[Path]:
     base = Path(tempfile.mkdtemp(prefix="flux-deployed-"))
     base.chmod(0o755)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield base
+    finally:
+        BackgroundSynth.drain()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
