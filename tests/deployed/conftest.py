@@ -51,11 +51,14 @@ def flux(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
 
 
 def make_project(base: Path) -> Path:
-    """examples/shop plus the tier's extra functions (a JWT route, a cached-authorizer route)."""
+    """examples/shop plus the tier's extra functions (JWT, rate-limited, cached-authorizer and Response routes)
+    and migrations (a multi-statement ``-- flux:no-transaction`` file), with tests/deployed/project's overrides."""
     root = base / "shop"
     shutil.copytree(PROJECT, root, ignore=shutil.ignore_patterns(".flux"))
     for function in (EXTRA_FUNCTIONS / "functions").iterdir():
         shutil.copytree(function, root / "functions" / function.name)
+    for migration in (EXTRA_FUNCTIONS / "schema").iterdir():
+        shutil.copy2(migration, root / "schema" / migration.name)
     config = json.loads((root / "flux.json").read_text())
     config.update(json.loads((EXTRA_FUNCTIONS / "flux.overrides.json").read_text()))
     (root / "flux.json").write_text(json.dumps(config, indent=2))
