@@ -312,14 +312,21 @@ class LambdaService:
             self._discard(env)
 
     def close(self) -> None:
+        """Discard every environment, in parallel (each waits for its PID namespace to empty)."""
+        import concurrent.futures
+
         with self._lock:
             victims = list(self._all)
             self._all.clear()
             for name in self._idle:
                 self._idle[name] = []
-        for env in victims:
+
+        def discard(env: ExecutionEnvironment) -> None:
             with contextlib.suppress(Exception):
                 env.close()
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(discard, victims))
 
 
 class CloudFormationStacks:
