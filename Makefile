@@ -12,7 +12,7 @@ STAMP := $(VENV)/.flux-installed
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup dev test test-fast lint bench bench-quick browser clean
+.PHONY: setup dev test test-fast test-deployed lint bench bench-quick browser clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,10 @@ test: setup browser
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/unit tests/functional
+
+# The deployed tier alone: the synthesized stack run as AWS would (tests/deployed/README.md).
+test-deployed: setup
+	$(BIN)/python -m pytest -q tests/deployed
 
 lint: setup
 	$(BIN)/ruff check functions cli infra tests bench

@@ -16,6 +16,12 @@ Python dependencies are wheels for the Lambda platform, installed with
 and pinned by ``requirements.lock`` (as a constraints file). boto3 is left out:
 the Lambda runtime ships it, and bundling it would add ~36 MB to every cold start.
 
+Python bytecode is compiled into the bundle at build time (``__pycache__`` next to each
+module, ``unchecked-hash`` pycs) by a CPython of the Lambda runtime's version: ``/var/task``
+is read-only, so without them every cold start recompiles every imported module. A
+bundle built where no such interpreter exists (see :func:`lambda_python`) ships without
+bytecode and says so in the log.
+
 Everything lands under :func:`cache_root` (``$FLUX_BUILD_CACHE`` or
 ``~/.cache/flux/build``), keyed by a hash of what went in, and is built in a
 temporary folder that is renamed into place, so a cache entry is always complete.
@@ -25,20 +31,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from functions.aws import names
 from functions.shared.links import check_project_links
 from functions.shared.manifest import Project
 from infra.errors import InfraError
 
+_log = logging.getLogger("flux.infra.packaging")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_PACKAGE = REPO_ROOT / "functions"
 LOCK_FILE = REPO_ROOT / "requirements.lock"
@@ -55,9 +66,11 @@ _SKIP_NAMES = {"__pycache__", ".flux", ".git", ".venv", "venv", "node_modules", 
 
 AssetKind = Literal["runtime", "control"]
 AssetMode = Literal["build", "placeholder"]
-BUNDLE_PROJECT_DIR = "project"
-BUNDLE_DENO_DIR = "deno_dir"
+BUNDLE_FORMAT = "2"  # 2: bytecode compiled in; bump when the layout of a bundle changes
+BUNDLE_PROJECT_DIR = names.BUNDLE_PROJECT_DIR
+BUNDLE_DENO_DIR = names.BUNDLE_DENO_DIR
 KEEP_BUNDLES = 3
+PRUNE_GRACE_S = 3600
 
 
 class BuildError(InfraError):
@@ -240,6 +253,47 @@ def vendor_imports(project_dir: Path, deno_dir: Path, deno: str, entries: Iterab
         leftover.unlink()
 
 
+def lambda_python(version: str = LAMBDA_PYTHON) -> str | None:
+    """A CPython ``version`` to compile bytecode with (pycs must carry the Lambda runtime's magic number):
+    ``$FLUX_LAMBDA_PYTHON``, this interpreter if it is that version, pyenv's ``versions/<version>.*``, then
+    ``python<version>`` on PATH; each is run once to check it (a pyenv shim on PATH may not work)."""
+    candidates = [os.environ.get("FLUX_LAMBDA_PYTHON"), sys.executable]
+    pyenv_root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    candidates += [str(p) for p in sorted(pyenv_root.glob(f"versions/{version}.*/bin/python{version}"), reverse=True)]
+    candidates.append(shutil.which(f"python{version}"))
+    for candidate in candidates:
+        if candidate and _python_version(candidate) == version:
+            return candidate
+    return None
+
+
+def _python_version(python: str) -> str | None:
+    try:
+        result = subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def compile_bytecode(bundle: Path, python: str | None) -> bool:
+    """Write ``unchecked-hash`` pycs for the bundle's Python (not the user project, not the Deno cache).
+
+    ``unchecked-hash``: the interpreter loads them without comparing source mtimes, which a zip upload
+    does not preserve. A file that does not compile (a test file for another Python in some package)
+    is left to be compiled at import, as before; only a missing interpreter means no bytecode at all."""
+    if python is None:
+        _log.warning("no CPython %s found (set FLUX_LAMBDA_PYTHON): the Lambda bundle ships without bytecode, "
+                     "so cold starts compile every module", LAMBDA_PYTHON)
+        return False
+    skip = rf"[/\\]({re.escape(BUNDLE_PROJECT_DIR)}|{re.escape(BUNDLE_DENO_DIR)})[/\\]"
+    result = subprocess.run([python, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash",
+                             "-x", skip, str(bundle)], capture_output=True, text=True, check=False)
+    if result.returncode not in (0, 1):
+        raise BuildError(f"compiling the bundle's bytecode failed: {(result.stderr or result.stdout)[-500:]}")
+    return True
+
+
 def _host_deno() -> str:
     from functions.runtime.sandbox import deno_executable
 
@@ -253,10 +307,13 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
     cache = cache or cache_root()
     deps = python_deps(RUNTIME_REQUIREMENTS if kind == "runtime" else CONTROL_REQUIREMENTS, target=target,
                        cache=cache)
-    key = _digest(kind, deps.name, tree_hash(FUNCTIONS_PACKAGE), tree_hash(project.root))[:24]
+    python = sys.executable if target.host else lambda_python(target.python)
+    key = _digest(kind, BUNDLE_FORMAT, deps.name, tree_hash(FUNCTIONS_PACKAGE), tree_hash(project.root),
+                  "pyc" if python else "no-pyc")[:24]
     family = f"{kind}-{project.config.name}-{target.key()}-"
     folder = cache / "assets" / f"{family}{key}"
     if folder.is_dir():
+        _mark_used(folder)
         return Asset(folder, key)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"{kind}-", dir=folder.parent) as scratch:
@@ -270,16 +327,34 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
             deno_dir = staged / BUNDLE_DENO_DIR
             deno_dir.mkdir()
             vendor_imports(bundled_project, deno_dir, deno or _host_deno(), sorted(entries))
+        compile_bytecode(staged, python)
         _publish(staged, folder)
     _prune(folder.parent, family, keep=KEEP_BUNDLES)
     return Asset(folder, key)
 
 
-def _prune(parent: Path, family: str, *, keep: int) -> None:
-    """Drop all but the ``keep`` newest bundles of one kind, project and target (every code edit makes one)."""
+def _mark_used(folder: Path) -> None:
+    """A cache hit makes the bundle the newest of its family, so pruning never takes one that is in use."""
+    try:
+        os.utime(folder)
+    except OSError:
+        pass   # a read-only cache: nothing prunes it either
+
+
+def _prune(parent: Path, family: str, *, keep: int, grace_s: float = PRUNE_GRACE_S) -> None:
+    """Drop all but the ``keep`` newest bundles of one kind, project and target (every code edit makes one).
+
+    Bundles used within ``grace_s`` are kept whatever their rank: another ``flux synth`` of a project of the
+    same name (another stage or configuration, at the same time) may be handing one to the CDK right now."""
     bundles = sorted((p for p in parent.glob(f"{family}*") if p.is_dir()), key=lambda p: p.stat().st_mtime,
                      reverse=True)
+    cutoff = time.time() - grace_s
     for old in bundles[keep:]:
+        try:
+            if old.stat().st_mtime >= cutoff:
+                continue
+        except OSError:
+            continue
         shutil.rmtree(old, ignore_errors=True)
 
 

@@ -7,20 +7,15 @@ data that unit tests can check without synthesizing anything.
 Authorizer placement. The REQUEST authorizer (functions/gateway) does two jobs:
 authentication and rate limiting. A route needs it when its function has an auth
 mode other than ``none`` *or* a rate limit; a public route without a rate limit
-goes straight to its runtime Lambda. Two authorizer flavours share one Lambda:
-
-* ``metered``: result cache off (TTL 0) and no identity sources, for every route
-  with a rate limit, because each request must be counted and because API Gateway
-  answers a request that lacks an identity source with its own bare 401 before the
-  authorizer can count or explain it (see functions/gateway/authorizer.py);
-* ``cached``: routes that authenticate but are not rate limited; results are cached
-  for :data:`AUTH_CACHE_TTL_S`, keyed on the credential header and the route key.
-  The price: a revoked key keeps working on those routes for up to the TTL, and
-  a request without the header gets API Gateway's own 401 body.
+goes straight to its runtime Lambda. There is one authorizer, never cached and
+without identity sources (see functions/gateway/authorizer.py): every request is
+counted, both API key header forms work, a missing credential gets Flux's own 401
+body, and a revoked key stops working at once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -29,9 +24,8 @@ from typing import Literal
 from functions.shared.manifest import FunctionSpec, Project
 from infra.errors import InfraError
 
-AuthorizerKind = Literal["none", "metered", "cached"]
+AuthorizerKind = Literal["none", "request"]
 
-AUTH_CACHE_TTL_S = 60
 # Over the function's own timeout_ms: cold start of Python + the Deno worker, DB connect, span flush.
 TIMEOUT_HEADROOM_S = 10
 LAMBDA_MAX_TIMEOUT_S = 900
@@ -49,7 +43,6 @@ SPANS_SHARDS = 8
 STAGE_RATE_LIMIT = 500  # requests per second across the API (stage default)
 STAGE_BURST_LIMIT = 1_000
 RESERVED_PREFIX = "/_flux"
-CREDENTIAL_HEADERS = {"api_key": "x-api-key", "jwt": "Authorization"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +98,10 @@ class StackPlan:
         return stack_name(self.project, self.stage)
 
     @property
+    def proxy_name(self) -> str:
+        return rds_name(f"{self.stack_name}-proxy")
+
+    @property
     def secrets_prefix(self) -> str:
         return f"flux/{self.project}/{self.stage}/"
 
@@ -130,6 +127,22 @@ class StackPlan:
 
 def stack_name(project: str, stage: str) -> str:
     return f"flux-{project}-{stage}"
+
+
+RDS_NAME_MAX = 63
+
+
+def rds_name(stack: str, max_length: int = RDS_NAME_MAX) -> str:
+    """A physical RDS name (an RDS Proxy's) unique to ``stack``: RDS proxy names are unique per account and
+    region. RDS rules: a letter first, then letters, digits and single hyphens, no trailing hyphen, at most
+    63 characters; a name that does not fit keeps its start and ends with a hash of the whole stack name."""
+    name = re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9-]", "-", stack.lower())).strip("-")
+    if not name or not name[0].isalpha():
+        name = f"flux-{name}".rstrip("-")
+    if len(name) <= max_length:
+        return name
+    digest = hashlib.sha256(stack.encode("utf-8")).hexdigest()[:8]
+    return f"{name[:max_length - 9].rstrip('-')}-{digest}"
 
 
 def _lambda_timeout_s(timeout_ms: int) -> int:
@@ -160,10 +173,8 @@ def queue_plan(spec: FunctionSpec) -> QueuePlan:
 
 
 def authorizer_kind(spec: FunctionSpec) -> AuthorizerKind:
-    if spec.rate_limit is not None:
-        return "metered"
-    if spec.auth != "none":
-        return "cached"
+    if spec.rate_limit is not None or spec.auth != "none":
+        return "request"
     return "none"
 
 

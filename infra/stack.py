@@ -14,6 +14,7 @@ from aws_cdk import AssetHashType, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from functions.aws import names
 from functions.shared.manifest import Project
 from infra.constructs.api import FluxApi
 from infra.constructs.authorizer import FluxAuthorizer
@@ -56,7 +57,7 @@ class FluxStack(Stack):
         self.tables = FluxTables(self, "Tables", removal_policy=removal, with_jobs=bool(plan.async_functions))
         self.secrets = ProjectSecrets(self, "Secrets", prefix=plan.secrets_prefix)
         self.database = FluxDatabase(self, "Database", plan=plan.database, project=plan.project,
-                                     retain=plan.retain_data)
+                                     retain=plan.retain_data, proxy_name=plan.proxy_name)
         self.queues = FunctionQueues(self, "Queues", functions=plan.functions, removal_policy=removal)
         self.runtime = RuntimeFunctions(self, "Runtime", plan=plan, code=code, tables=self.tables,
                                         queues=self.queues, database=self.database, secrets=self.secrets,
@@ -94,18 +95,18 @@ class FluxStack(Stack):
 
     def _outputs(self) -> None:
         plan = self.plan
-        CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the functions")
+        CfnOutput(self, names.OUTPUT_API_URL, value=self.api.url, description="Base URL of the functions")
         CfnOutput(self, "DashboardUrl", value=f"{self.api.url}{DASHBOARD_PATH}/",
                   description="Flux dashboard (asks for an admin API key)")
         CfnOutput(self, "SpansTableName", value=self.tables.spans.table_name)
-        CfnOutput(self, "KeysTableName", value=self.tables.keys.table_name,
+        CfnOutput(self, names.OUTPUT_KEYS_TABLE, value=self.tables.keys.table_name,
                   description="flux keys create --table <this> --scope admin")
         CfnOutput(self, "SecretsPrefix", value=plan.secrets_prefix)
         if self.tables.jobs is not None:
-            CfnOutput(self, "JobsTableName", value=self.tables.jobs.table_name)
-            CfnOutput(self, "QueueUrls", value=self.to_json_string(
+            CfnOutput(self, names.OUTPUT_JOBS_TABLE, value=self.tables.jobs.table_name)
+            CfnOutput(self, names.OUTPUT_QUEUE_URLS, value=self.to_json_string(
                 {name: q.queue.queue_url for name, q in self.queues.by_function.items()}))
-            CfnOutput(self, "DlqUrls", value=self.to_json_string(
+            CfnOutput(self, names.OUTPUT_DLQ_URLS, value=self.to_json_string(
                 {name: q.dlq.queue_url for name, q in self.queues.by_function.items()}))
         if self.engine is not None:
-            CfnOutput(self, "EngineFunctionName", value=self.engine.lambda_.function.function_name)
+            CfnOutput(self, names.OUTPUT_ENGINE_FUNCTION, value=self.engine.lambda_.function.function_name)

@@ -6,8 +6,12 @@
 running ``flux dev`` over HTTP, or else its database directly (``DATABASE_URL``, flux.json
 ``database.url``, or the embedded server under ``.flux/pg``, started for the command and
 stopped after it) with the recent traces of ``.flux/traces.db``. Outside a project with no
-API configured they say so instead of inspecting an empty directory. ``migrate`` always
-works on the project's files and database.
+API configured they say so instead of inspecting an empty directory. Without ``--stage``,
+``migrate`` works on the project's files and local database.
+
+``flux db migrate --stage <s>`` migrates a deployed stage instead: it invokes that
+stage's engine Lambda (infra/remote.py), the same call ``flux deploy`` makes after a
+deployment, because the stage's database is not reachable from outside its VPC.
 """
 
 from __future__ import annotations
@@ -49,25 +53,50 @@ FoundProjectDir = typer.Option(None, "--project-dir", "-C", help="The Flux proje
                                                                   "holding the current directory).")
 ApiUrl = typer.Option(None, "--api-url", help="API base URL (overrides FLUX_API_URL and login).")
 JsonOutput = typer.Option(False, "--json", help="Print machine-readable JSON.")
+StageOption = typer.Option(None, "--stage", "-s", help="A deployed stage: migrate through its engine Lambda.")
+RegionOption = typer.Option(None, "--region", help="AWS region of the stage (default: boto3's configuration).")
 
 out = Console()
 err = Console(stderr=True)
 
 
 @app.command()
-def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput) -> None:
-    """Apply pending migrations from schema/*.sql in filename order."""
-    with _failures(json_output), _database(project_dir, json_output) as db:
-        report = apply_migrations(db.dsn, project_dir / "schema")
+def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput, stage: str | None = StageOption,
+            region: str | None = RegionOption) -> None:
+    """Apply pending migrations from schema/*.sql in filename order (locally, or on a deployed --stage)."""
+    if stage is not None:
+        with _failures(json_output):
+            report = _migrate_stage(project_dir, stage, region, json_output)
+    else:
+        with _failures(json_output), _database(project_dir, json_output) as db:
+            report = apply_migrations(db.dsn, project_dir / "schema").to_dict()
     if json_output:
-        _print_json(report.to_dict())
+        _print_json(report)
         return
-    for name in report.applied:
-        out.print(f"[green]applied[/green] {name}")
-    for name in report.missing_files:
-        out.print(f"[yellow]recorded but missing on disk[/yellow] {name}")
-    already = len(report.already_applied)
-    out.print(f"{len(report.applied)} applied, {already} already applied ({report.duration_ms:.0f} ms)")
+    print_report(report, out)
+
+
+def print_report(report: dict[str, Any], console: Console) -> None:
+    """One line per applied (or recorded but missing) file, then the counts; shared with `flux deploy`."""
+    for name in report.get("applied", []):
+        console.print(f"[green]applied[/green] {escape(name)}")
+    for name in report.get("missing_files", []):
+        console.print(f"[yellow]recorded but missing on disk[/yellow] {escape(name)}")
+    applied, already = len(report.get("applied", [])), len(report.get("already_applied", []))
+    console.print(f"{applied} applied, {already} already applied ({float(report.get('duration_ms') or 0):.0f} ms)")
+
+
+def _migrate_stage(project_dir: Path, stage: str, region: str | None, json_output: bool) -> dict[str, Any]:
+    from functions.shared.manifest import load_project
+    from infra.plan import stack_name
+    from infra.remote import migrate_stage, stack_outputs
+
+    name = stack_name(load_project(project_dir).config.name, stage)
+    outputs = stack_outputs(name, region=region)
+    if json_output:
+        return migrate_stage(outputs, name, region=region)
+    with err.status(f"migrating {name} through its engine function..."):
+        return migrate_stage(outputs, name, region=region)
 
 
 @app.command()

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from cli.output import console, err_console, fail, print_json
+from functions.aws.names import OUTPUT_ENGINE_FUNCTION as ENGINE_OUTPUT
 from functions.shared.errors import FluxError
 from functions.shared.manifest import ManifestError, load_project
 
@@ -117,17 +118,38 @@ def deploy_cmd(directory: Directory = Path("."), stage: Stage = "dev", out: OutD
         fail(exc.message)
     api_url = outputs.get("ApiUrl", "")
     routes = endpoints(result.plan, api_url)
+    migrations = _migrate(result.plan.stack_name, outputs, identity.region, quiet=as_json)
     if as_json:
-        print_json({"stack": result.plan.stack_name, "outputs": outputs,
+        print_json({"stack": result.plan.stack_name, "outputs": outputs, "migrations": migrations,
                     "endpoints": {name: route for name, route in routes}})
         return
     console.print(f"[green]deployed[/] {result.plan.stack_name}")
+    if migrations is not None:
+        from cli.commands.db import print_report
+
+        print_report(migrations, console)
     console.print(f"  api        {api_url}")
     console.print(f"  dashboard  {outputs.get('DashboardUrl', '')}")
     for name, route in routes:
         console.print(f"  {name:<24} {route}")
     console.print(f"\nadmin key for the dashboard: flux keys create --name admin --scope admin "
                   f"--table {outputs.get('KeysTableName', '<KeysTableName>')} --region {identity.region}")
+
+
+def _migrate(stack: str, outputs: dict[str, str], region: str, *, quiet: bool) -> dict | None:
+    """Apply the schema/ migrations through the new stage's engine Lambda (None: the stack has no database)."""
+    from infra.errors import InfraError
+    from infra.remote import migrate_stage
+
+    if not outputs.get(ENGINE_OUTPUT):
+        return None
+    try:
+        if quiet:
+            return migrate_stage(outputs, stack, region=region)
+        with err_console.status("applying migrations through the engine function..."):
+            return migrate_stage(outputs, stack, region=region)
+    except InfraError as exc:
+        fail(f"deployed {stack}, but {exc.message}", hint="fix the migration, then: flux db migrate --stage <stage>")
 
 
 def destroy_cmd(directory: Directory = Path("."), stage: Stage = "dev",

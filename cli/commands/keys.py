@@ -34,11 +34,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output.")
 def _store(project_dir: Path, table: str | None, region: str | None) -> ApiKeyStore:
     try:
         if table:
-            import boto3
-
             from functions.gateway.keys_dynamodb import DynamoApiKeyStore
+            from functions.shared.aws_clients import client as aws_client
 
-            return DynamoApiKeyStore(table, boto3.client("dynamodb", region_name=region))
+            return DynamoApiKeyStore(table, aws_client("dynamodb", region=region))
         from functions.gateway.keys_sqlite import open_project_key_store
 
         root = project_dir.resolve()

@@ -1,8 +1,12 @@
-"""``flux queue``: stats, dead-letter listing and replay for the local queue (``<project>/.flux/queue.db``).
+"""``flux queue``: stats, dead-letter listing and replay, for the local queue or a deployed ``--stage``.
 
-The commands read and write the SQLite file directly, so they work whether or not
-``flux dev`` is running; a running dispatcher picks a replayed job up at its next
-poll, a stopped one at its next start.
+Locally the commands read and write the SQLite file (``<project>/.flux/queue.db``)
+directly, so they work whether or not ``flux dev`` is running; a running dispatcher
+picks a replayed job up at its next poll, a stopped one at its next start.
+
+With ``--stage <s>`` they use that stage's SQS queues, dead-letter queues and job
+table, found from the stack's outputs (infra/remote.py). A replayed job goes back on
+its function's queue with its original trace id, so it runs in the original trace.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.output import escape
-from functions.queue_consumer.errors import JobNotFound, QueueError
-from functions.queue_consumer.ports import DlqEntry
+from functions.queue_consumer.errors import QueueError
+from functions.queue_consumer.ports import DlqEntry, JobQueue
 from functions.queue_consumer.sqlite_queue import SqliteJobQueue
 from functions.shared.errors import FluxError
 from functions.shared.manifest import load_project
@@ -28,7 +32,8 @@ app.add_typer(dlq_app, name="dlq")
 
 ProjectDir = Annotated[Path, typer.Option("--project-dir", "-C", help="The Flux project (default: here).")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
+StageFlag = Annotated[str | None, typer.Option("--stage", "-s", help="A deployed stage: its SQS queues.")]
+RegionFlag = Annotated[str | None, typer.Option("--region", help="AWS region of the stage (default: boto3's).")]
 
 
 def _out() -> Console:
@@ -40,13 +45,28 @@ def queue_path(project_dir: Path) -> Path:
     return project_dir.resolve() / ".flux" / "queue.db"
 
 
-def _open(project_dir: Path, *, must_exist: bool) -> SqliteJobQueue | None:
+def _open(project_dir: Path, *, must_exist: bool, stage: str | None = None,
+          region: str | None = None) -> JobQueue | None:
+    if stage is not None:
+        return _open_stage(project_dir, stage, region)
     path = queue_path(project_dir)
     if not path.is_file():
         if must_exist:
             _fail(f"no local queue at {path} (run `flux dev` in the project first)")
         return None
     return SqliteJobQueue(path)
+
+
+def _open_stage(project_dir: Path, stage: str, region: str | None) -> JobQueue:
+    from infra.plan import stack_name
+    from infra.remote import stack_outputs, stage_queue
+
+    try:
+        name = stack_name(load_project(project_dir).config.name, stage)
+        return stage_queue(stack_outputs(name, region=region), name, region=region)
+    except FluxError as exc:
+        _fail(exc.message)
+        raise
 
 
 def _fail(message: str) -> None:
@@ -70,9 +90,10 @@ def _entry_dict(entry: DlqEntry) -> dict[str, Any]:
 
 
 @app.command()
-def stats(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False) -> None:
+def stats(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False, stage: StageFlag = None,
+          region: RegionFlag = None) -> None:
     """Per function: pending, in flight, done, failed attempts, in the DLQ."""
-    queue = _open(project_dir, must_exist=False)
+    queue = _open(project_dir, must_exist=False, stage=stage, region=region)
     functions = _async_functions(project_dir)
     try:
         counts = queue.stats(functions) if queue else {name: None for name in functions}
@@ -98,11 +119,14 @@ def stats(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False) -> Non
 @dlq_app.command("list")
 def dlq_list(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False,
              function: Annotated[str | None, typer.Option("--function", "-f", help="Only this function.")] = None,
-             limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100) -> None:
+             limit: Annotated[int, typer.Option(min=1, max=10_000)] = 100, stage: StageFlag = None,
+             region: RegionFlag = None) -> None:
     """Dead jobs: id, function, attempts, last error, trace id."""
-    queue = _open(project_dir, must_exist=False)
+    queue = _open(project_dir, must_exist=False, stage=stage, region=region)
     try:
         entries = queue.dlq_list(function=function, limit=limit) if queue else []
+    except QueueError as exc:
+        _fail(exc.message)
     finally:
         if queue:
             queue.close()
@@ -125,13 +149,14 @@ def dlq_list(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False,
 
 @dlq_app.command("replay")
 def dlq_replay(job_id: Annotated[str, typer.Argument(help="The id shown by `flux queue dlq list`.")],
-               project_dir: ProjectDir = Path("."), as_json: JsonFlag = False) -> None:
+               project_dir: ProjectDir = Path("."), as_json: JsonFlag = False, stage: StageFlag = None,
+               region: RegionFlag = None) -> None:
     """Enqueue a dead job again, in its original trace (same trace id, under the original enqueue span)."""
-    queue = _open(project_dir, must_exist=True)
+    queue = _open(project_dir, must_exist=True, stage=stage, region=region)
     assert queue is not None
     try:
         fresh = queue.dlq_replay(job_id)
-    except JobNotFound as exc:
+    except QueueError as exc:  # JobNotFound included
         _fail(exc.message)
     finally:
         queue.close()

@@ -4,9 +4,22 @@ The port is small on purpose (run one statement; run several in one transaction;
 introspect) so tests can put a spy or a fake in its place and prove, for example, that
 a hostile query never reached it. The adapter owns the database facts:
 
-- every connection starts with ``statement_timeout`` set through the startup ``options``
-  (no extra round trip per query); a cancelled statement becomes
-  :class:`FunctionTimeout` (504) and the connection goes back to the pool healthy;
+- every statement runs under ``statement_timeout``, set without libpq startup ``options``
+  (RDS Proxy refuses any startup parameter but ``user``, ``database``,
+  ``application_name`` and ``client_encoding``). Two ways, by ``proxy_safe``:
+
+  * ``False`` (``flux dev``, direct connections): one ``SET statement_timeout`` per new
+    pooled connection, in the pool's configure callback; no cost per query;
+  * ``True`` (every Lambda, where the server may be behind RDS Proxy): ``SET LOCAL`` inside
+    each statement's own transaction, and psycopg's automatic server-side prepared
+    statements off (``prepare_threshold=None``). A session-level ``SET`` or a prepared
+    statement pins the client to one database connection for the rest of its session,
+    which defeats the proxy's pooling; ``SET LOCAL`` ends with its transaction and does
+    not. It costs three extra round trips per statement outside a batch (BEGIN, SET
+    LOCAL, COMMIT), one per batch.
+
+  A cancelled statement becomes :class:`FunctionTimeout` (504) and the connection goes
+  back to the pool healthy;
 - getting a connection is bounded by ``connect_timeout_s``; an unreachable server is
   :class:`DatabaseUnavailable` (503) with ``Retry-After``;
 - errors that are the caller's (bad value for a type, unique/foreign-key violations,
@@ -26,6 +39,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import JsonbBinaryLoader, JsonBinaryLoader, JsonbLoader, JsonLoader
 from psycopg.types.numeric import NumericLoader
@@ -83,20 +97,28 @@ class Executor(Runner):
 class PsycopgExecutor(Executor):
     def __init__(self, dsn: str, *, statement_timeout_ms: int = 5000, connect_timeout_s: float = 5.0,
                  min_size: int = 1, max_size: int = 10, retry_after_s: int = 5,
-                 application_name: str = "flux-engine") -> None:
+                 application_name: str = "flux-engine", proxy_safe: bool = False) -> None:
         self.statement_timeout_ms = statement_timeout_ms
         self.connect_timeout_s = connect_timeout_s
         self.retry_after_s = retry_after_s
+        self.proxy_safe = proxy_safe
+        self._set_timeout = timeout_statement(statement_timeout_ms, local=proxy_safe)
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
             "connect_timeout": max(2, math.ceil(connect_timeout_s)),  # libpq's own floor is 2 s
-            "options": f"-c statement_timeout={int(statement_timeout_ms)}",
             "application_name": application_name,
         }
+        if proxy_safe:
+            kwargs["prepare_threshold"] = None
         self.pool: AsyncConnectionPool = AsyncConnectionPool(
             dsn, kwargs=kwargs, min_size=min_size, max_size=max_size, timeout=connect_timeout_s,
-            open=False, name="flux-engine", configure=_configure)
+            open=False, name="flux-engine", configure=self._configure)
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        _register_loaders(conn)
+        if not self.proxy_safe:
+            await conn.execute(self._set_timeout)
 
     async def open(self) -> None:
         # wait=False: the engine may start before the database is reachable; queries then 503.
@@ -108,7 +130,11 @@ class PsycopgExecutor(Executor):
     async def run(self, statement: Statement) -> Outcome:
         try:
             async with self.pool.connection() as conn:
-                return await _execute(conn, statement)
+                if not self.proxy_safe:
+                    return await _execute(conn, statement)
+                async with conn.transaction():
+                    await conn.execute(self._set_timeout)
+                    return await _execute(conn, statement)
         except FluxError:
             raise
         except (psycopg.Error, PoolTimeout) as exc:
@@ -118,6 +144,8 @@ class PsycopgExecutor(Executor):
     async def transaction(self) -> AsyncIterator[Runner]:
         try:
             async with self.pool.connection() as conn, conn.transaction():
+                if self.proxy_safe:
+                    await conn.execute(self._set_timeout)
                 yield _TransactionRunner(conn, self)
         except FluxError:
             raise
@@ -179,7 +207,13 @@ _DOCUMENT_LOADERS = [("json", _document_loader(JsonLoader)), ("jsonb", _document
                      ("json", _document_loader(JsonBinaryLoader)), ("jsonb", _document_loader(JsonbBinaryLoader))]
 
 
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+def timeout_statement(statement_timeout_ms: int, *, local: bool) -> sql.Composed:
+    """``SET [LOCAL] statement_timeout = <ms>`` (LOCAL: for the current transaction only)."""
+    keyword = sql.SQL("SET LOCAL" if local else "SET")
+    return sql.SQL("{} statement_timeout = {}").format(keyword, sql.Literal(int(statement_timeout_ms)))
+
+
+def _register_loaders(conn: psycopg.AsyncConnection[Any]) -> None:
     """Per connection (other code in the process keeps psycopg's defaults): json stays as parsed, numerics fast."""
     for name, loader in _DOCUMENT_LOADERS:
         conn.adapters.register_loader(name, loader)
@@ -210,7 +244,7 @@ def translate_error(exc: BaseException, table: str, *, statement_timeout_ms: int
     on = f" on '{table}'" if table else ""
     if isinstance(exc, PoolTimeout):
         return DatabaseUnavailable(f"database unavailable: no connection within {connect_timeout_s:g} s; "
-                                   "is Postgres running?", headers=retry)
+                                   "the server may be down or unreachable", headers=retry)
     if isinstance(exc, pg_errors.QueryCanceled):
         return FunctionTimeout(f"query{on} was cancelled after the statement timeout of {statement_timeout_ms} ms; "
                                "add a filter on an indexed column or a smaller limit")

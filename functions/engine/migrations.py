@@ -5,7 +5,11 @@ after it was applied is refused (add a new file instead) because the database wo
 longer match what the file says. A session advisory lock serialises concurrent runners
 (``flux dev`` starting while ``flux db migrate`` runs, two Lambda invocations). A file
 whose first line is ``-- flux:no-transaction`` runs outside a transaction, for
-statements Postgres refuses inside one (``CREATE INDEX CONCURRENTLY``).
+statements Postgres refuses inside one (``CREATE INDEX CONCURRENTLY``): it is split
+into statements (:mod:`functions.engine.sql_split`) and each runs on its own, because
+Postgres wraps a multi-statement query in one implicit transaction. If one of them
+fails, the ones before it stay applied and the file is not recorded, so it runs again
+from the top next time: write such files to be repeatable (``IF NOT EXISTS``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import psycopg
 
 from functions.engine.errors import MigrationError
 from functions.engine.executor import translate_error
+from functions.engine.sql_split import UnterminatedSql, split_statements
 
 MIGRATIONS_TABLE = "flux_migrations"
 NO_TRANSACTION = "-- flux:no-transaction"
@@ -137,10 +142,39 @@ def _apply_one(conn: psycopg.Connection[Any], f: MigrationFile) -> None:
                 conn.execute(f.sql)  # no parameters: sent as written, several statements allowed
                 conn.execute(record, [f.name, f.checksum, _elapsed_ms(started)])
         else:
-            conn.execute(f.sql)
+            _apply_statements(conn, f)
             conn.execute(record, [f.name, f.checksum, _elapsed_ms(started)])
     except psycopg.Error as exc:
         raise MigrationError(f"{f.name}{_line_of(exc, f.sql)}: {str(exc).strip().splitlines()[0]}") from None
+
+
+def _apply_statements(conn: psycopg.Connection[Any], f: MigrationFile) -> None:
+    """A no-transaction file, one statement at a time (autocommit: each statement is its own transaction)."""
+    try:
+        statements = split_statements(f.sql)
+    except UnterminatedSql as exc:
+        raise MigrationError(f"{f.name} line {_line_at(f.sql, exc.offset)}: {exc}") from None
+    for number, statement in enumerate(statements, start=1):
+        try:
+            conn.execute(statement.text)   # no parameters: the simple query protocol, exactly one statement
+        except psycopg.Error as exc:
+            position = _position(exc)
+            offset = statement.offset + (position - 1 if position else 0)
+            raise MigrationError(f"{f.name} line {_line_at(f.sql, offset)} (statement {number} of {len(statements)}, "
+                                 "outside a transaction: the ones before it stay applied): "
+                                 f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def _line_at(text: str, offset: int) -> int:
+    return text[:offset].count("\n") + 1
+
+
+def _position(exc: psycopg.Error) -> int | None:
+    """Postgres' 1-based character position of the error in the statement, when it gave one."""
+    try:
+        return int(getattr(exc.diag, "statement_position", None) or 0) or None
+    except ValueError:
+        return None
 
 
 def _elapsed_ms(started: float) -> int:

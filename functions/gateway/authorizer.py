@@ -4,34 +4,37 @@ In AWS, API Gateway (HTTP API) calls :meth:`Authorizer.authorize` as a REQUEST
 authorizer with payload format 2.0 and simple responses; ``flux dev`` builds
 the same event with :mod:`functions.shared.apigw` and calls the same method.
 
-Soft deny. An HTTP API cannot customise what it answers when an authorizer
-says ``isAuthorized: false`` (always a bare 403 ``{"message": "Forbidden"}``),
-and it cannot answer 401 or 429 from an authorizer at all. Flux promises the
-standard error body, 401 for bad credentials and 429 with ``Retry-After``
-(DESIGN §4), so the authorizer answers ``isAuthorized: true`` and puts its
-verdict in the context; the runtime handler reads it before any user code
-runs and refuses the request with the right status and body
-(:mod:`functions.gateway.decision` holds the helpers it uses). The runtime is
-the only integration behind these routes, so nothing can skip that check.
+Soft deny only. An HTTP API cannot customise what it answers when an authorizer
+says ``isAuthorized: false`` (always a bare 403 ``{"message": "Forbidden"}``
+without ``x-request-id``), and it cannot answer 401, 429 or 503 from an
+authorizer at all. Flux promises the standard error body (DESIGN §4), so the
+authorizer always answers ``isAuthorized: true`` and puts its verdict in the
+context; the runtime handler reads it before any user code runs and refuses
+the request with the right status and body (:mod:`functions.gateway.decision`
+holds the helpers it uses). The runtime is the only integration behind these
+routes, and it refuses any outcome other than ``allow`` (and a protected route
+reached with no verdict at all), so nothing can skip that check: failing closed
+does not need a hard deny. That covers the cases a hard deny used to: an event
+we cannot read and a route key that is not a Flux function (401), and internal
+failures such as the key store being down, JWT required but not configured, or
+a bug (503 ``auth_unavailable``). ``flux dev`` therefore answers exactly what
+AWS answers; should a hard deny ever reach it, it answers what API Gateway
+would (a bare 403).
 
-Hard deny (``isAuthorized: false``) is kept for the cases where failing closed
-matters more than a nice body: an event we cannot read, a route key that is
-not a Flux function, and internal failures (the key store is down, JWT is
-required but not configured, a bug). Denying is then the safe default; API
-Gateway turns it into a 403.
-
-Caching. On a rate-limited route the authorizer's result cache must be off
-(TTL 0) and it must have no identity sources: limits are counted per request
-here, so a cached ``allow`` would skip the count, and API Gateway answers a
-request that lacks an identity source with its own bare 401 before we can
-count or explain it. Caching is only sound on routes without a rate limit, at
-the price of a revoked key (or an expired token) working until the TTL ends.
+Caching. Results are never cached (TTL 0, no identity sources): limits are
+counted per request here, API keys may arrive in ``x-api-key`` *or*
+``Authorization: Bearer`` (an identity source list requires *all* of its
+headers, so no one list covers both), and API Gateway answers a request that
+lacks an identity source with its own bare 401 before we can explain it. The
+cost is one authorizer call per request; the gain is that a revoked key or an
+expired token stops working at once.
 
 Context contract (every value a str or an int; API Gateway drops anything else):
 
 =====================  =============================================================
 ``outcome``            ``"allow"`` or ``"deny"``
-``error``              deny only: ``"unauthorized"`` | ``"forbidden"`` | ``"rate_limited"``
+``error``              deny only: ``"unauthorized"`` | ``"forbidden"`` | ``"rate_limited"`` |
+                       ``"auth_unavailable"``
 ``message``            deny only: human text; for unauthorized never says what was wrong
 ``function``           the function the route belongs to
 ``auth_type``          ``"none"`` | ``"api_key"`` | ``"jwt"``
@@ -67,7 +70,19 @@ UNAUTHORIZED_MESSAGE = "missing or invalid credentials"
 MAX_CLAIMS_CHARS = 4096
 _STANDARD_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "azp")
 
-DENY: dict[str, Any] = {"isAuthorized": False}
+UNAVAILABLE_MESSAGE = "the authorizer could not decide; retry shortly"
+RETRY_AFTER_S = 5
+
+
+def refusal(error: str, message: str, **context: Any) -> dict[str, Any]:
+    """A soft deny: API Gateway lets the request through, the runtime refuses it with the standard body."""
+    return {"isAuthorized": True, "context": {**context, "outcome": "deny", "error": error, "message": message,
+                                              "ratelimit_outcome": "skipped"}}
+
+
+def unavailable() -> dict[str, Any]:
+    """What an authorizer that cannot decide answers: refused, 503 ``auth_unavailable`` with ``Retry-After``."""
+    return refusal("auth_unavailable", UNAVAILABLE_MESSAGE, retry_after=RETRY_AFTER_S)
 
 
 class MalformedEvent(ValueError):
@@ -116,15 +131,15 @@ class Authorizer:
             request = AuthRequest.from_event(event)
             spec = self._by_route.get(request.route_key)
             if spec is None:
-                _log.warning("authorizer: route %r is not a Flux function; denying", request.route_key)
-                return dict(DENY)
+                _log.warning("authorizer: route %r is not a Flux function; refusing", request.route_key)
+                return refusal("unauthorized", UNAUTHORIZED_MESSAGE)
             context = self._decide(spec, request)
         except MalformedEvent as exc:
-            _log.warning("authorizer: unreadable event (%s); denying", exc)
-            return dict(DENY)
+            _log.warning("authorizer: unreadable event (%s); refusing", exc)
+            return refusal("unauthorized", UNAUTHORIZED_MESSAGE)
         except Exception:  # noqa: BLE001 - an authorizer must fail closed, never crash
-            _log.exception("authorizer: internal failure; denying")
-            return dict(DENY)
+            _log.exception("authorizer: internal failure; refusing")
+            return unavailable()
         context["authorizer_us"] = int((self.clock() - started) * 1_000_000)
         return {"isAuthorized": True, "context": context}
 

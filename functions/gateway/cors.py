@@ -19,13 +19,26 @@ Choices:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from functions.shared.manifest import Cors
 
 #: Response headers a browser script may read cross-origin (the rest of the CORS-safelisted ones are implicit).
 EXPOSE_HEADERS = ("x-request-id", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After")
+
+
+#: Request headers always allowed: README invites browsers to send them, whatever flux.json lists.
+TRACE_HEADERS = ("x-request-id", "traceparent")
+
+
+def allowed_headers(configured: Sequence[str]) -> list[str]:
+    """flux.json's ``cors.headers`` plus :data:`TRACE_HEADERS`, each once (case-insensitively); the stack's
+    ``AllowHeaders`` and ``flux dev``'s preflight both use this list."""
+    seen: dict[str, str] = {}
+    for header in (*configured, *TRACE_HEADERS):
+        seen.setdefault(header.lower(), header)
+    return list(seen.values())
 
 
 def origin_allowed(origin: str | None, cors: Cors) -> bool:
@@ -61,7 +74,7 @@ def preflight_response(request_headers: Mapping[str, str], path: str, cors: Cors
         response_headers.update({
             "Access-Control-Allow-Origin": _allow_origin_value(origin, cors),
             "Access-Control-Allow-Methods": ", ".join(sorted({m.upper() for m in allowed_methods} | {"OPTIONS"})),
-            "Access-Control-Allow-Headers": ", ".join(cors.headers),
+            "Access-Control-Allow-Headers": ", ".join(allowed_headers(cors.headers)),
             "Access-Control-Max-Age": str(cors.max_age),
         })
     return {"statusCode": 204, "headers": response_headers, "body": "", "isBase64Encoded": False}

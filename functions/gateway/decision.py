@@ -18,6 +18,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from functions.gateway.errors import AuthUnavailable
 from functions.shared.errors import FluxError, Forbidden, RateLimited, Unauthorized
 
 _log = logging.getLogger("flux.gateway.decision")
@@ -26,6 +27,7 @@ _ERRORS: dict[str, type[FluxError]] = {
     "unauthorized": Unauthorized,
     "forbidden": Forbidden,
     "rate_limited": RateLimited,
+    "auth_unavailable": AuthUnavailable,
 }
 
 
@@ -55,7 +57,12 @@ def denial(context: Mapping[str, Any]) -> FluxError | None:
         return None
     error_class = _ERRORS.get(str(context.get("error")), Unauthorized)
     message = str(context.get("message") or "missing or invalid credentials")
-    headers = ratelimit_headers(context) if error_class is RateLimited else {}
+    if error_class is RateLimited:
+        headers = ratelimit_headers(context)
+    elif error_class is AuthUnavailable:
+        headers = {"Retry-After": str(_int(context.get("retry_after")) or 5)}
+    else:
+        headers = {}
     return error_class(message, headers=headers)
 
 
@@ -96,7 +103,7 @@ def gateway_span_attrs(context: Mapping[str, Any]) -> dict[str, Any]:
     """
     auth_type = str(context.get("auth_type") or "none")
     error = context.get("error")
-    auth_outcome = str(error) if error in ("unauthorized", "forbidden") else (
+    auth_outcome = str(error) if error in ("unauthorized", "forbidden", "auth_unavailable") else (
         "allow" if context.get("outcome") in ("allow", "deny") else "unauthorized")
     attrs: dict[str, Any] = {
         "auth.mode": auth_type,

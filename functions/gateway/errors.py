@@ -60,3 +60,9 @@ class JwksUnavailable(GatewayError):
     """The JWKS document could not be fetched or parsed."""
 
     status, code = 503, "jwks_unavailable"
+
+
+class AuthUnavailable(GatewayError):
+    """The authorizer could not decide (a store outage, a bad bundle, a bug): the request is refused, 503."""
+
+    status, code = 503, "auth_unavailable"

@@ -32,9 +32,9 @@ class DynamoApiKeyStore(ApiKeyStore):
     def __init__(self, table: str, client: Any | None = None, clock: Callable[[], float] = time.time) -> None:
         super().__init__(clock)
         if client is None:
-            import boto3
+            from functions.shared.aws_clients import client as aws_client
 
-            client = boto3.client("dynamodb")
+            client = aws_client("dynamodb")
         self.table = table
         self.client = client
 

@@ -40,9 +40,9 @@ class DynamoRateLimiter(RateLimiter):
                  sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(clock)
         if client is None:
-            import boto3
+            from functions.shared.aws_clients import client as aws_client
 
-            client = boto3.client("dynamodb")
+            client = aws_client("dynamodb")
         self.table = table
         self.client = client
         self.max_attempts = max_attempts

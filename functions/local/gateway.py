@@ -25,6 +25,7 @@ from functions.shared.asgi import Receive, Scope, Send, read_request, send_respo
 from functions.shared.manifest import Project
 
 Authorize = Callable[[dict[str, Any]], dict[str, Any]]
+HARD_DENY_BODY = b'{"message":"Forbidden"}'
 
 
 class LocalGateway:
@@ -94,10 +95,10 @@ class LocalGateway:
                 decision = await asyncio.to_thread(self.authorize, event)
             else:
                 decision = self.authorize(event)
-            context = decision.get("context") or {}
             if not decision.get("isAuthorized"):
-                context = {**context, "outcome": "deny", "error": context.get("error", "unauthorized")}
-            event["requestContext"]["authorizer"] = {"lambda": context}
+                # What API Gateway answers for a hard deny (Flux's authorizer only soft-denies; see authorizer.py).
+                return HttpResponse(403, [("content-type", "application/json")], HARD_DENY_BODY)
+            event["requestContext"]["authorizer"] = {"lambda": decision.get("context") or {}}
         result = await self.pipeline.handle(event)
         response = to_http_response(result)
         if origin and cors.origins:

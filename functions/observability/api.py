@@ -4,7 +4,7 @@
 every way the API is reached: ``flux dev`` converts its requests with
 :mod:`functions.shared.apigw`, :mod:`functions.observability.asgi` does the same
 for uvicorn, the CLI calls it in-process against ``.flux/traces.db``, and the
-hosted Lambda (:mod:`functions.observability.handler`) passes the real event.
+hosted Lambda (:mod:`functions.aws.entry_observability`) passes the real event.
 
 Routes live under ``prefix`` (``/_flux/api``): ``GET /traces``, ``/traces/{id}``,
 ``/logs``, ``/schema/graph``, ``/suggestions``, ``/openapi.json``. The dashboard
@@ -122,7 +122,7 @@ class ObservabilityApi:
     def _schema_graph(self, params: QueryParams) -> dict[str, Any]:
         if self.advice is None:
             raise SchemaUnavailable("no database is connected to this API, so there is no schema graph "
-                                    "(run `flux dev` for the local database)")
+                                    "(configure `database` in flux.json)")
         return self.advice.schema_graph()
 
     def _suggestions(self, params: QueryParams) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The observability Lambda has no database access (least privilege); the engine
 Lambda does, and answers ``{"action": "schema_graph" | "suggest", "spans": [...]}``
 with ``{"ok": true, "result": ...}`` or ``{"ok": false, "status", "error", "message"}``
-(see :mod:`functions.engine.handler`). This adapter speaks that protocol with an
+(see :mod:`functions.aws.entry_engine`). This adapter speaks that protocol with an
 injected boto3 Lambda client and turns refusals back into typed errors, so the
 API answers a database outage with the engine's 503, not a 500.
 """

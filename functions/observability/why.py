@@ -15,8 +15,9 @@ WRITE_OPERATIONS = frozenset({"insert", "update", "delete", "upsert"})
 _ADVICE = {
     "function_timeout": "The function ran past its timeout_ms. Look at the slowest spans above; if the work is "
                         "legitimate, raise timeout_ms in {fn_config}.",
-    "database_unavailable": "Postgres was unreachable. Check that the database is up (flux dev starts one under "
-                            ".flux/pg, or DATABASE_URL points to yours); the request is safe to retry.",
+    "database_unavailable": "Postgres was unreachable. Check that the database is up and that the configured "
+                            "database (flux.json database, DATABASE_URL, or the stage's database secret) "
+                            "reaches it; the request is safe to retry.",
     "invalid_query": "A ctx.db query was refused before it ran{at}: table, column and operator names are checked "
                      "against the live schema. Fix the query or run `flux db migrate`.",
     "runtime_crashed": "The Deno worker died while running the function (often memory): check memory_mb in "

@@ -73,6 +73,9 @@ class QueueStats:
 class JobQueue(ABC):
     """Port: a durable at-least-once queue of :class:`JobMessage` with a dead-letter queue."""
 
+    def close(self) -> None:  # noqa: B027 - optional: only adapters holding a resource (SQLite) override it
+        """Release what the adapter holds; SQS clients hold nothing worth closing."""
+
     @abstractmethod
     def send(self, message: JobMessage, *, delay_s: float = 0) -> SendResult:
         """Enqueue ``message``. A message whose ``idempotency_key`` was seen before for the same

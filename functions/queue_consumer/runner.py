@@ -52,9 +52,12 @@ class AttemptResult:
 
 
 def describe_error(exc: BaseException) -> str:
-    """``<code>: <message>`` for Flux errors; unexpected exceptions keep their type."""
+    """``<code>: <message>`` for Flux errors; unexpected exceptions keep their type.
+
+    The message is the internal one the runtime recorded (secrets redacted), not the public text an
+    HTTP caller gets in AWS ("see the trace"): the DLQ listing is an operator's view, as locally."""
     if isinstance(exc, FluxError):
-        return f"{exc.code}: {exc.message}"
+        return f"{exc.code}: {exc.details.get('message') or exc.message}"
     return f"internal_error: {type(exc).__name__}: {exc}"
 
 

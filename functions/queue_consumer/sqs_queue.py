@@ -1,8 +1,8 @@
 """The AWS adapter of :class:`JobQueue`: one SQS queue (+ its DLQ) per async function.
 
-Queue URLs come from name → URL maps given at construction (``FLUX_QUEUE_URLS`` and
-``FLUX_DLQ_URLS`` in Lambda, as JSON objects). A queue whose URL ends in ``.fifo`` is
-a FIFO queue (functions with ``ordering``): ``MessageGroupId`` is the job's group and
+Queue URLs come from name → URL maps given at construction (in Lambda from ``FLUX_QUEUE_URLS``
+and ``FLUX_DLQ_URLS``, read by functions/aws/queue.py; in the CLI from the stack outputs). A queue
+whose URL ends in ``.fifo`` is a FIFO queue (functions with ``ordering``): ``MessageGroupId`` is the job's group and
 ``MessageDeduplicationId`` its idempotency key (or job id). FIFO queues cannot delay
 single messages, so a delay there is refused (the enqueue service refuses it first).
 
@@ -15,10 +15,8 @@ receive. The DLQ listing joins the DLQ's messages with those records.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
-import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -50,23 +48,6 @@ class SqsJobQueue(JobQueue):
         self.queue_urls = dict(queue_urls)
         self.dlq_urls = dict(dlq_urls)
         self.store = store
-
-    @classmethod
-    def from_env(cls, *, sqs_client: Any = None, dynamodb_client: Any = None,
-                 environ: Mapping[str, str] | None = None) -> SqsJobQueue:
-        """Build from ``FLUX_QUEUE_URLS``, ``FLUX_DLQ_URLS`` (JSON objects) and ``FLUX_JOBS_TABLE``."""
-        import boto3
-
-        from functions.queue_consumer.dynamo_job_store import DynamoJobStore
-
-        env = os.environ if environ is None else environ
-        queue_urls = json.loads(env.get("FLUX_QUEUE_URLS") or "{}")
-        dlq_urls = json.loads(env.get("FLUX_DLQ_URLS") or "{}")
-        table = env.get("FLUX_JOBS_TABLE")
-        if not table:
-            raise QueueError("FLUX_JOBS_TABLE is not set: the queue needs its job table")
-        store = DynamoJobStore(dynamodb_client or boto3.client("dynamodb"), table)
-        return cls(sqs_client or boto3.client("sqs"), queue_urls, dlq_urls, store)
 
     # -- plumbing --------------------------------------------------------------------------------
 

@@ -31,9 +31,9 @@ class SecretsManagerStore(SecretsStore):
     @classmethod
     def for_stage(cls, project: str, stage: str, client: Any | None = None) -> SecretsManagerStore:
         if client is None:
-            import boto3
+            from functions.shared.aws_clients import client as aws_client
 
-            client = boto3.client("secretsmanager")
+            client = aws_client("secretsmanager")
         return cls(client, f"flux/{project}/{stage}/")
 
     def _id(self, name: str) -> str:

@@ -290,6 +290,8 @@ class Runtime:
                 if key in error.details:
                     attrs[f"error.{key}"] = error.details[key]
         finished = collected.guard.clean_span(span.finish(status, **attrs))
+        if error is not None:  # the internal message, secrets redacted, for operators' views (the DLQ's last error)
+            error.details["message"] = finished.attrs.get("error.message", error.message)
         collected.guard.inner.write_spans([finished])  # never dropped: it is the invocation's own row
         if attrs.get("logs.dropped") or attrs.get("spans.dropped"):
             collected.guard.inner.write_logs([LogRecord(

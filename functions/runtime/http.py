@@ -31,6 +31,8 @@ from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
 
 _log = logging.getLogger("flux.runtime")
+# Read by callers in AWS as much as locally: point at the trace, which both have, not at a terminal.
+INTERNAL_ERROR_MESSAGE = "internal error; `flux why <request id>` shows what failed"
 
 
 
@@ -89,7 +91,7 @@ class HttpPipeline:
             result = error_response(exc, trace_id)
         except Exception:  # noqa: BLE001 - a bug must still answer with the standard body
             _log.exception("unexpected failure serving %s", event.get("routeKey"))
-            result = error_response(FluxError("internal error; see the flux dev output"), trace_id)
+            result = error_response(FluxError(INTERNAL_ERROR_MESSAGE), trace_id)
         merged = {**result.get("headers", {}), **extra_headers, "x-request-id": trace_id}
         result["headers"] = {k.lower(): v for k, v in merged.items()}
         status = int(result["statusCode"])

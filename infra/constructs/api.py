@@ -22,6 +22,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from functions.gateway.cors import allowed_headers
 from infra.constructs.authorizer import FluxAuthorizer
 from infra.constructs.function import log_retention
 from infra.plan import STAGE_BURST_LIMIT, STAGE_RATE_LIMIT, StackPlan
@@ -44,7 +45,7 @@ class FluxApi(Construct):
         if plan.cors_origins:
             methods = sorted({fn.method for fn in plan.functions} | {"OPTIONS"})
             cors = apigw.CorsPreflightOptions(
-                allow_origins=list(plan.cors_origins), allow_headers=list(plan.cors_headers),
+                allow_origins=list(plan.cors_origins), allow_headers=allowed_headers(plan.cors_headers),
                 allow_methods=[apigw.CorsHttpMethod[m] for m in methods], expose_headers=EXPOSED_HEADERS,
                 max_age=Duration.seconds(plan.cors_max_age_s))
         self.http_api = apigw.HttpApi(self, "HttpApi", api_name=plan.stack_name, cors_preflight=cors,

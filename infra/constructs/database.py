@@ -26,6 +26,7 @@ from aws_cdk import aws_rds as rds
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
+from functions.aws import names
 from infra.plan import DatabasePlan
 
 PROXY_PORT = 5432
@@ -35,7 +36,7 @@ _COMPLETE_SECRET_ARN = re.compile(r"-[A-Za-z0-9]{6}$")
 
 class FluxDatabase(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, plan: DatabasePlan, project: str,
-                 retain: bool) -> None:
+                 retain: bool, proxy_name: str) -> None:
         super().__init__(scope, construct_id)
         self.mode = plan.mode
         self.secret: secretsmanager.ISecret | None = None
@@ -44,7 +45,7 @@ class FluxDatabase(Construct):
         self.proxy: rds.DatabaseProxy | None = None
         self.cluster: rds.DatabaseCluster | None = None
         if plan.mode == "provision":
-            self._provision(project, retain)
+            self._provision(project, retain, proxy_name)
         elif plan.mode == "secret_arn":
             arn = plan.secret_arn or ""
             if _COMPLETE_SECRET_ARN.search(arn):
@@ -60,7 +61,7 @@ class FluxDatabase(Construct):
                 secret_object_value={"url": SecretValue.cfn_parameter(url)},
                 removal_policy=RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY)
 
-    def _provision(self, project: str, retain: bool) -> None:
+    def _provision(self, project: str, retain: bool, proxy_name: str) -> None:
         self.vpc = ec2.Vpc(self, "Vpc", max_azs=2, nat_gateways=1, subnet_configuration=[
             ec2.SubnetConfiguration(name="public", subnet_type=ec2.SubnetType.PUBLIC, cidr_mask=24),
             ec2.SubnetConfiguration(name="app", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS, cidr_mask=22),
@@ -90,7 +91,8 @@ class FluxDatabase(Construct):
         )
         self.secret = self.cluster.secret
         self.proxy = self.cluster.add_proxy(
-            "Proxy", secrets=[self.cluster.secret], vpc=self.vpc, vpc_subnets=data, security_groups=[proxy_sg],
+            "Proxy", db_proxy_name=proxy_name, secrets=[self.cluster.secret], vpc=self.vpc, vpc_subnets=data,
+            security_groups=[proxy_sg],
             require_tls=True, borrow_timeout=Duration.seconds(30))
         self.cluster.connections.allow_default_port_from(proxy_sg, "RDS Proxy to the cluster")
         proxy_sg.add_egress_rule(ec2.Peer.ipv4(self.vpc.vpc_cidr_block), ec2.Port.tcp(PROXY_PORT),
@@ -105,9 +107,9 @@ class FluxDatabase(Construct):
         """What a Lambda that talks to the database needs in its environment."""
         if self.secret is None:
             return {}
-        env = {"DATABASE_SECRET_ARN": self.secret.secret_arn}
+        env = {names.DATABASE_SECRET_ARN: self.secret.secret_arn}
         if self.proxy is not None:
-            env["DATABASE_HOST"] = self.proxy.endpoint
+            env[names.DATABASE_HOST] = self.proxy.endpoint
         return env
 
     def grant_connect(self, grantee: iam.IGrantable) -> None:

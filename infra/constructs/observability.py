@@ -1,4 +1,4 @@
-"""The observability API and dashboard Lambda (functions/observability/handler.py).
+"""The observability API and dashboard Lambda (functions/aws/entry_observability.py).
 
 It serves ``/_flux/api/*`` (traces, logs, suggestions; admin API key required) and
 the dashboard's static files under ``/_flux/``. No API Gateway authorizer sits in
@@ -20,12 +20,12 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from functions.aws import names
 from infra.constructs.function import FluxFunction
 from infra.constructs.runtime_functions import CodeAssets
 from infra.constructs.tables import KEY_CHECKER, SPAN_INDEXES, SPAN_READER, FluxTables, grant
 from infra.plan import SPANS_SHARDS, StackPlan
 
-HANDLER = "functions.observability.handler.handler"
 API_PREFIX = "/_flux/api"
 DASHBOARD_PATH = "/_flux"
 TIMEOUT_S = 29  # under API Gateway's 30 s integration limit
@@ -37,18 +37,18 @@ class ObservabilityFunction(Construct):
                  tables: FluxTables, removal_policy: RemovalPolicy,
                  engine: lambda_.IFunction | None = None) -> None:
         super().__init__(scope, construct_id)
-        advice = {"ENGINE_FUNCTION": engine.function_name} if engine is not None else {}
+        advice = {names.ENGINE_FUNCTION: engine.function_name} if engine is not None else {}
         self.lambda_ = FluxFunction(
-            self, "Api", code=code.control, handler=HANDLER,
+            self, "Api", code=code.control, handler=names.OBSERVABILITY_HANDLER,
             environment={
-                "SPANS_TABLE": tables.spans.table_name,
-                "KEYS_TABLE": tables.keys.table_name,
-                "SPANS_SHARDS": str(SPANS_SHARDS),
-                "SLOW_QUERY_MS": str(plan.slow_query_ms),
-                "N_PLUS_ONE_THRESHOLD": str(plan.n_plus_one_threshold),
-                "RETENTION_DAYS": str(plan.retention_days),
-                "API_PREFIX": API_PREFIX,
-                "DASHBOARD_PATH": DASHBOARD_PATH,
+                names.SPANS_TABLE: tables.spans.table_name,
+                names.KEYS_TABLE: tables.keys.table_name,
+                names.SPANS_SHARDS: str(SPANS_SHARDS),
+                names.SLOW_QUERY_MS: str(plan.slow_query_ms),
+                names.N_PLUS_ONE_THRESHOLD: str(plan.n_plus_one_threshold),
+                names.RETENTION_DAYS: str(plan.retention_days),
+                names.API_PREFIX: API_PREFIX,
+                names.DASHBOARD_PATH: DASHBOARD_PATH,
                 **advice,
             },
             timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, architecture=code.architecture,

@@ -4,9 +4,9 @@ Every function's Lambda runs the same code asset (the whole project is bundled,
 because ``ctx.function.invoke`` runs other functions in-process) with a different
 ``FLUX_FUNCTION``, which is the pool it keeps warm. Entry points:
 
-* ``functions.runtime.lambda_handler.handler`` — API Gateway HTTP API events
+* ``functions.aws.entry_http.handler`` — API Gateway HTTP API events
   (payload 2.0); for an async function it only enqueues and answers 202;
-* ``functions.queue_consumer.handler.handler`` — SQS batches of an async
+* ``functions.aws.entry_worker.handler`` — SQS batches of an async
   function's own queue (``<name>-worker``), with partial batch responses and a
   maximum concurrency so a burst cannot exhaust the database's connections.
 
@@ -30,18 +30,16 @@ from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from functions.aws import names
 from infra.constructs.database import FluxDatabase
 from infra.constructs.function import FluxFunction
 from infra.constructs.queues import FunctionQueues
 from infra.constructs.secrets import ProjectSecrets
 from infra.constructs.tables import JOB_ENQUEUER, JOB_SETTLER, SPAN_WRITER, FluxTables, grant
-from infra.packaging import BUNDLE_DENO_DIR, BUNDLE_PROJECT_DIR
 from infra.plan import SPANS_SHARDS, FunctionPlan, StackPlan
 
-TASK_ROOT = "/var/task"
-HTTP_HANDLER = "functions.runtime.lambda_handler.handler"
-QUEUE_HANDLER = "functions.queue_consumer.handler.handler"
-DENO_IN_LAYER = "/opt/bin/deno"
+TASK_ROOT = names.TASK_ROOT
+PROJECT_IN_TASK = f"{names.TASK_ROOT}/{names.BUNDLE_PROJECT_DIR}"
 
 
 @dataclass(frozen=True)
@@ -68,10 +66,10 @@ class RuntimeFunctions(Construct):
         self.http: dict[str, FluxFunction] = {}
         self.workers: dict[str, FluxFunction] = {}
         for fn in plan.functions:
-            self.http[fn.name] = self._function(fn, fn.name, HTTP_HANDLER, fn.timeout_s, JOB_ENQUEUER)
+            self.http[fn.name] = self._function(fn, fn.name, names.HTTP_HANDLER, fn.timeout_s, JOB_ENQUEUER)
             queue = queues.by_function.get(fn.name)
             if fn.queue is not None and queue is not None:
-                worker = self._function(fn, f"{fn.name}-worker", QUEUE_HANDLER, fn.queue.consumer_timeout_s,
+                worker = self._function(fn, f"{fn.name}-worker", names.WORKER_HANDLER, fn.queue.consumer_timeout_s,
                                         JOB_SETTLER)
                 worker.function.add_event_source(event_sources.SqsEventSource(
                     queue.queue, batch_size=fn.queue.batch_size, report_batch_item_failures=True,
@@ -80,20 +78,21 @@ class RuntimeFunctions(Construct):
 
     def environment(self, fn: FunctionPlan) -> dict[str, str]:
         env: dict[str, str] = {
-            "FLUX_PROJECT_DIR": f"{TASK_ROOT}/{BUNDLE_PROJECT_DIR}",
-            "FLUX_FUNCTION": fn.name,
-            "FLUX_STAGE": self._plan.stage,
-            "FLUX_DENO": DENO_IN_LAYER,
-            "FLUX_DENO_DIR": f"{TASK_ROOT}/{BUNDLE_DENO_DIR}",
-            "FLUX_SECRETS_PREFIX": self._plan.secrets_prefix,
-            "SPANS_TABLE": self._tables.spans.table_name,
-            "SPANS_SHARDS": str(SPANS_SHARDS),
+            names.PROJECT_DIR: PROJECT_IN_TASK,
+            names.FUNCTION: fn.name,
+            names.STAGE: self._plan.stage,
+            names.DENO: names.DENO_IN_LAYER,
+            names.DENO_DIR: f"{names.TASK_ROOT}/{names.BUNDLE_DENO_DIR}",
+            names.SECRETS_PREFIX: self._plan.secrets_prefix,
+            names.SPANS_TABLE: self._tables.spans.table_name,
+            names.SPANS_SHARDS: str(SPANS_SHARDS),
             **self._database.environment(),
         }
         if self._queues.by_function and self._tables.jobs is not None:
-            env["FLUX_QUEUE_URLS"] = _json({name: q.queue.queue_url for name, q in self._queues.by_function.items()},
-                                           self)
-            env["FLUX_JOBS_TABLE"] = self._tables.jobs.table_name
+            queues = self._queues.by_function.items()
+            env[names.QUEUE_URLS] = _json({name: q.queue.queue_url for name, q in queues}, self)
+            env[names.DLQ_URLS] = _json({name: q.dlq.queue_url for name, q in queues}, self)
+            env[names.JOBS_TABLE] = self._tables.jobs.table_name
         return env
 
     def _function(self, fn: FunctionPlan, construct_id: str, handler: str, timeout_s: int,

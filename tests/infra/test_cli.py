@@ -40,7 +40,7 @@ def test_synth_examples_shop_with_real_assets_and_no_aws_credentials(tmp_path: P
     # real code: the staged assets hold the bundle and the deno binary, not the placeholder
     assets = json.loads((out / "flux-shop-dev.assets.json").read_text())["files"]
     staged = [out / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"]
-    assert any((p / "functions" / "runtime" / "lambda_handler.py").is_file() for p in staged)
+    assert any((p / "functions" / "aws" / "entry_http.py").is_file() for p in staged)
     assert any((p / "bin" / "deno").is_file() for p in staged)
     assert not any((p / "PLACEHOLDER").exists() for p in staged)
 

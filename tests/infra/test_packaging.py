@@ -8,10 +8,13 @@ wheels from PyPI, later runs are cache hits.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -25,16 +28,16 @@ from tests.infra.conftest import SHOP
 LAMBDA_PROVIDED = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six")
 
 RUNTIME_IMPORTS = (
-    "functions.runtime.lambda_handler", "functions.runtime.lambda_runtime", "functions.queue_consumer.handler",
-    "functions.queue_consumer.sqs_queue", "functions.queue_consumer.dynamo_job_store",
-    "functions.queue_consumer.service", "functions.engine.service", "functions.engine.handler",
+    "functions.aws.entry_http", "functions.aws.runtime_state", "functions.aws.entry_worker", "functions.aws.lazy_db",
+    "functions.queue_consumer.sqs_queue", "functions.queue_consumer.dynamo_job_store", "functions.aws.database",
+    "functions.queue_consumer.service", "functions.engine.service", "functions.aws.entry_engine",
     "functions.observability.buffered", "functions.observability.dynamo_store", "functions.runtime.aws_secrets",
     "psycopg_pool",
 )
 CONTROL_IMPORTS = (
-    "functions.gateway.handler", "functions.gateway.keys_dynamodb", "functions.gateway.ratelimit_dynamodb",
+    "functions.aws.entry_authorizer", "functions.gateway.keys_dynamodb", "functions.gateway.ratelimit_dynamodb",
     "functions.gateway.jwt_auth", "functions.runtime.aws_secrets", "jwt", "httpx",
-    "functions.observability.handler", "functions.observability.dynamo_store",
+    "functions.aws.entry_observability", "functions.observability.dynamo_store",
 )
 
 
@@ -92,25 +95,100 @@ def test_lambda_asset_layout_and_cache(shop_project):
     assert any(asset.path.glob("pydantic_core/*cpython-312-*-linux-gnu.so"))
     assert not (asset.path / "boto3").exists()  # the Lambda runtime provides it
     assert build_asset("runtime", shop_project).path == asset.path  # cache hit
+    # /var/task is read-only: without bytecode in the bundle every cold start compiles every module.
+    for module in ("functions/aws/entry_http.py", "functions/runtime/host.py", "pydantic/main.py"):
+        source = asset.path / module
+        (pyc,) = (source.parent / "__pycache__").glob(f"{source.stem}.cpython-312.pyc")
+        flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+        assert flags == 0b01, module  # hash-based and unchecked: valid whatever mtimes the upload gives
+    assert not list((asset.path / BUNDLE_PROJECT_DIR).rglob("__pycache__"))
     assert tree_hash(asset.path / BUNDLE_PROJECT_DIR) == tree_hash(shop_project.root)
 
 
-def test_bundled_functions_load_from_the_vendored_cache_without_network(shop_project, tmp_path):
-    """Every function module of examples/shop resolves from the bundle's deno_dir with --cached-only."""
+def _read_only_copy(asset: Path, root: Path) -> Path:
+    """The bundle's project, bootstrap and Deno cache under ``root/task`` with every write bit off, as /var/task is.
+
+    A copy because the build cache may sit in a private home folder an unprivileged user cannot enter."""
+    task = root / "task"
+    for part in (BUNDLE_PROJECT_DIR, BUNDLE_DENO_DIR, "functions/runtime/bootstrap"):
+        shutil.copytree(asset / part, task / part, symlinks=True)
+    for path in [task, *task.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o555 if path.is_dir() else 0o444)
+    return task
+
+
+def _as_unprivileged() -> dict[str, int]:
+    """subprocess arguments that drop to nobody (Lambda never runs code as root); nothing when not root."""
+    return {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def _hello(argv: list[str], env: dict[str, str], cwd: str, timeout_s: float = 60) -> tuple[dict | None, str]:
+    """Start a worker, greet it as the host does, and return its first frame (``ready``) and its stderr."""
+    import select
+
+    marker = b"\x1eFLUX:n0 "
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                               cwd=cwd, **_as_unprivileged())
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    frame = None
+    try:
+        process.stdin.write(b'{"t": "hello", "nonce": "n0"}\n')
+        process.stdin.flush()
+        buffered = b""
+        deadline = time.monotonic() + timeout_s
+        while frame is None and time.monotonic() < deadline:
+            readable, _, _ = select.select([process.stdout], [], [], 0.5)
+            if readable:
+                chunk = os.read(process.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                buffered += chunk
+            if marker in buffered and b"\n" in buffered.split(marker, 1)[1]:
+                frame = json.loads(buffered.split(marker, 1)[1].split(b"\n", 1)[0])
+    finally:
+        process.stdin.close()   # the bootstrap exits when its stdin ends
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return frame, process.stderr.read().decode("utf-8", "replace")
+
+
+def test_bundled_functions_start_from_a_read_only_cache_as_an_unprivileged_user(shop_project):
+    """Each packaged function's worker, with the exact command line a runtime Lambda uses, loads its module from
+    the read-only bundle (DENO_DIR included) as a non-root user with no network, and reports ready."""
+    from functions.runtime.sandbox import BOOTSTRAP, worker_command
+    from functions.shared.manifest import load_project
+
     asset = build_asset("runtime", shop_project)
-    runner = tmp_path / "load.ts"
-    runner.write_text("for (const url of Deno.args) { await import(url); }\nconsole.log('loaded', Deno.args.length);\n")
-    entries = [(asset.path / BUNDLE_PROJECT_DIR / s.entry.relative_to(shop_project.root)).as_uri()
-               for s in shop_project.functions.values()]
-    deno_dir = shutil.copytree(asset.path / BUNDLE_DENO_DIR, tmp_path / "deno_dir")  # deno writes caches there
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "DENO_DIR": str(deno_dir), "DENO_NO_UPDATE_CHECK": "1", "NO_COLOR": "1"}
-    result = subprocess.run([deno_executable(), "run", "--cached-only", "--no-prompt", "--no-check",
-                             f"--allow-read={asset.path / BUNDLE_PROJECT_DIR}", str(runner), *entries],
-                            capture_output=True, text=True, env=env, cwd=asset.path / BUNDLE_PROJECT_DIR,
-                            check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert f"loaded {len(entries)}" in result.stdout
+    scratch = Path(tempfile.mkdtemp(prefix="flux-ro-"))   # outside pytest's private (0700) tmp tree
+    try:
+        scratch.chmod(0o755)
+        task = _read_only_copy(asset.path, scratch)
+        deno = scratch / "deno"
+        shutil.copy2(deno_executable(), deno)
+        deno.chmod(0o555)
+        state = scratch / "state"   # the worker's writable cache dir, /tmp in Lambda
+        state.mkdir(mode=0o777)
+        state.chmod(0o777)
+        assert not os.access(task / BUNDLE_DENO_DIR, os.W_OK) or os.geteuid() == 0
+        project = load_project(task / BUNDLE_PROJECT_DIR)
+        bootstrap = task / "functions" / "runtime" / "bootstrap" / BOOTSTRAP.name
+        for spec in project.functions.values():
+            command = worker_command(spec, deno=str(deno), cache_dir=state, project_root=project.root,
+                                     deno_dir=task / BUNDLE_DENO_DIR)
+            argv = [str(bootstrap) if arg == str(BOOTSTRAP) else arg for arg in command.argv]
+            argv.insert(2, "--cached-only")   # a download attempt would fail the test, not hang on the network
+            ready, stderr = _hello(argv, command.env, command.cwd)
+            assert ready == {"t": "ready", "error": None}, (spec.name, stderr[-2000:])
+            assert "Permission denied" not in stderr and "Read-only" not in stderr, stderr
+    finally:
+        for path in scratch.rglob("*"):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_packaging_refuses_a_link_out_of_a_function_folder(tmp_path):

@@ -9,11 +9,11 @@ import pytest
 from functions.shared.manifest import load_project
 from infra.errors import InfraError
 from infra.plan import (
-    AUTH_CACHE_TTL_S,
     HTTP_INTEGRATION_MAX_S,
     LAMBDA_MAX_TIMEOUT_S,
     VISIBILITY_FACTOR,
     plan_stack,
+    rds_name,
 )
 from tests.infra.conftest import FULL_PROJECT, write_project
 
@@ -29,17 +29,16 @@ def by_name(plan, name):
 
 def test_authorizer_kind_follows_auth_and_rate_limit(plan) -> None:
     assert by_name(plan, "hello").authorizer == "none"  # public, no rate limit
-    assert by_name(plan, "create_order").authorizer == "metered"  # rate limited: every request counted
-    assert by_name(plan, "get_order").authorizer == "cached"  # authenticated, no rate limit
-    assert by_name(plan, "orders_report_daily").authorizer == "cached"
-    assert AUTH_CACHE_TTL_S > 0
+    assert by_name(plan, "create_order").authorizer == "request"  # rate limited: every request counted
+    assert by_name(plan, "get_order").authorizer == "request"  # authenticated: never a cached verdict
+    assert by_name(plan, "orders_report_daily").authorizer == "request"
 
 
 def test_project_rate_limit_meters_every_route(tmp_path: Path) -> None:
     spec = {"flux.json": {"name": "p", "rate_limit": {"requests": 5, "per_seconds": 1}},
             "functions": {"a": {}, "b": {"auth": "api_key"}}}
     plan = plan_stack(load_project(write_project(tmp_path / "p", spec)), "dev")
-    assert {f.authorizer for f in plan.functions} == {"metered"}
+    assert {f.authorizer for f in plan.functions} == {"request"}
 
 
 def test_lambda_timeout_and_memory_leave_headroom(plan) -> None:
@@ -104,3 +103,16 @@ def test_fifo_consumers_take_one_record_at_a_time(tmp_path):
     ordered, plain = queue_plan(project.functions["ordered"]), queue_plan(project.functions["plain"])
     assert ordered.fifo and ordered.batch_size == 1
     assert not plain.fifo and plain.batch_size > 1
+
+
+def test_the_proxy_name_is_unique_per_stack_and_follows_rds_rules(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path / "p", {"flux.json": {"name": "Shop-App"}, "functions": {"a": {}}}))
+    dev, prod = plan_stack(project, "dev").proxy_name, plan_stack(project, "prod").proxy_name
+    assert dev != prod and dev == "flux-shop-app-dev-proxy"
+    rule = r"[a-z](?:-?[a-z0-9])*"
+    long_one = rds_name("flux-" + "A" * 64 + "-stage-with-20chars-proxy")
+    other = rds_name("flux-" + "A" * 64 + "-other-stage-name-xx-proxy")
+    for name in (dev, long_one, other, rds_name("flux--x--y-"), rds_name("9-lives")):
+        assert __import__("re").fullmatch(rule, name), name
+        assert len(name) <= 63
+    assert long_one != other  # truncated names stay apart through the hash of the whole stack name

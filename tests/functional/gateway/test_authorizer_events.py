@@ -102,8 +102,10 @@ def test_anonymous_sample_is_limited_by_source_ip(local: Any, event: Any) -> Non
     assert local.authorizer.authorize(sample)["context"]["outcome"] == "allow"
 
 
-def test_default_route_sample_is_hard_denied(local: Any, event: Any) -> None:
-    assert local.authorizer.authorize(event("gateway_authorizer_default_route.json")) == {"isAuthorized": False}
+def test_default_route_sample_is_refused_with_a_soft_deny(local: Any, event: Any) -> None:
+    result = local.authorizer.authorize(event("gateway_authorizer_default_route.json"))
+    assert result["isAuthorized"] is True
+    assert (result["context"]["outcome"], result["context"]["error"]) == ("deny", "unauthorized")
 
 
 def test_runtime_samples_decode_with_the_decision_helpers(event: Any) -> None:

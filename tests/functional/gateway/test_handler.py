@@ -11,7 +11,7 @@ import boto3
 import jwt
 import pytest
 
-from functions.gateway import handler as entry
+from functions.aws import entry_authorizer as entry
 from functions.gateway.keys_dynamodb import DynamoApiKeyStore
 
 SECRET = "y" * 64
@@ -60,7 +60,9 @@ def test_handler_verifies_hs256_with_the_secrets_manager_secret(lambda_env: dict
 def test_handler_fails_closed_when_it_cannot_start(lambda_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
                                                    event: Any, tmp_path: Path) -> None:
     monkeypatch.setenv("FLUX_PROJECT_DIR", str(tmp_path / "not-a-project"))
-    assert entry.handler(event("gateway_authorizer_anonymous.json"), None) == {"isAuthorized": False}
+    refused = entry.handler(event("gateway_authorizer_anonymous.json"), None)
+    assert refused["isAuthorized"] is True  # a soft deny: API Gateway's bare 403 would carry no Flux body
+    assert (refused["context"]["outcome"], refused["context"]["error"]) == ("deny", "auth_unavailable")
     monkeypatch.setenv("FLUX_PROJECT_DIR", lambda_env["FLUX_PROJECT_DIR"])
     assert entry.handler(event("gateway_authorizer_anonymous.json"), None)["isAuthorized"] is True  # retried
 
@@ -68,7 +70,8 @@ def test_handler_fails_closed_when_it_cannot_start(lambda_env: dict[str, str], m
 def test_handler_fails_closed_when_the_key_table_is_missing(lambda_env: dict[str, str],
                                                             monkeypatch: pytest.MonkeyPatch, event: Any) -> None:
     monkeypatch.setenv("KEYS_TABLE", "gone")
-    assert entry.handler(event("gateway_authorizer_api_key.json"), None) == {"isAuthorized": False}
+    context = entry.handler(event("gateway_authorizer_api_key.json"), None)["context"]
+    assert (context["outcome"], context["error"]) == ("deny", "auth_unavailable")
 
 
 def test_handler_fails_open_when_the_rate_limit_table_is_missing(lambda_env: dict[str, str],

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from observability_seed import ORDER_TRACE, FakeAdvice, seed
 
-from functions.engine.handler import make_handler
-from functions.observability import handler as lambda_handler
+from functions.aws import entry_observability as lambda_handler
+from functions.aws.entry_engine import make_handler
 from functions.observability.dynamo_store import DynamoSpanStore
 from functions.observability.engine_advice import EngineUnavailable, LambdaAdvice
 from functions.shared.apigw import HttpRequest, build_event

@@ -17,9 +17,9 @@ from observability_seed import ORDER_TRACE, seed
 from typer.testing import CliRunner
 
 from cli.commands.observe import app
+from functions.aws import entry_observability as lambda_handler
 from functions.gateway.dynamo_schema import KEYS_TABLE, create_table
 from functions.gateway.keys_dynamodb import DynamoApiKeyStore
-from functions.observability import handler as lambda_handler
 from functions.observability.asgi import asgi_app
 from functions.observability.dynamo_store import DynamoSpanStore
 from functions.observability.sqlite_store import SqliteSpanStore

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +16,13 @@ import pytest
 from moto import mock_aws
 from queue_support import make_sqs_queue, write_project
 
-import functions.runtime
-from functions.queue_consumer import handler as lambda_entry
+from functions.aws import entry_worker as lambda_entry
+from functions.aws import runtime_state
 from functions.queue_consumer.consumer import BatchConsumer
 from functions.queue_consumer.runner import JobRunner
 from functions.queue_consumer.service import EnqueueService
 from functions.queue_consumer.sqs_queue import SqsJobQueue
+from functions.runtime.host import Services
 from functions.shared.context import CallContext
 from functions.shared.errors import FunctionError
 from functions.shared.manifest import Project, load_project
@@ -54,10 +53,14 @@ def aws(aws_env: None, tmp_path: Path) -> Iterator[tuple[SqsJobQueue, Project, I
     with mock_aws():
         queue = make_sqs_queue()
         invoker, sink = Invoker(), MemorySink()
-        lambda_entry.configure(lambda: lambda_entry.ConsumerDeps(
-            BatchConsumer(JobRunner(queue, invoker, project, sink), queue.queue_urls), sink))
+        loop = asyncio.new_event_loop()
+        runtime_state.install("worker", runtime_state.RuntimeState(project, invoker, None, sink,  # type: ignore[arg-type]
+                                                                    Services(), loop))
+        lambda_entry.reset(BatchConsumer(JobRunner(queue, invoker, project, sink), queue.queue_urls))
         yield queue, project, invoker, sink
-        lambda_entry.configure(lambda_entry.default_dependencies)
+        lambda_entry.reset()
+        runtime_state._states.clear()
+        loop.close()
 
 
 def poll(queue: SqsJobQueue, function: str) -> dict[str, Any]:
@@ -140,26 +143,14 @@ def test_fifo_batch_stops_the_group_and_the_group_resumes_in_order(aws: Any) -> 
     assert [c["key"] for c in invoker.calls] == ["a1", "b1", "a1", "a2"]
 
 
-def test_the_default_wiring_takes_the_runtime_and_the_environment(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_worker_entry_builds_its_queue_from_the_environment(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     queue, project, invoker, sink = aws
-    loops: list[asyncio.AbstractEventLoop] = []
-
-    def get_loop() -> asyncio.AbstractEventLoop:
-        if not loops:
-            loops.append(asyncio.new_event_loop())
-        return loops[0]
-
-    fake = types.SimpleNamespace(get_invoker=lambda: invoker, get_sink=lambda: sink, get_project=lambda: project,
-                                 get_loop=get_loop)
-    monkeypatch.setitem(sys.modules, "functions.runtime.lambda_runtime", fake)
-    monkeypatch.setattr(functions.runtime, "lambda_runtime", fake, raising=False)
     monkeypatch.setenv("FLUX_QUEUE_URLS", json.dumps(queue.queue_urls))
     monkeypatch.setenv("FLUX_DLQ_URLS", json.dumps(queue.dlq_urls))
     monkeypatch.setenv("FLUX_JOBS_TABLE", "flux-jobs")
-    lambda_entry.configure(lambda_entry.default_dependencies)
+    lambda_entry.reset()   # the next batch builds the consumer from the container state and the environment
     job_id = push(queue, project, "jobs", {"key": "wired"}, sink)
     assert lambda_entry.handler(poll(queue, "jobs"), None) == {"batchItemFailures": []}
     assert invoker.calls == [{"key": "wired"}]
     assert queue.is_done(job_id)  # the handler's own SqsJobQueue wrote to the same job table
-    assert loops and not loops[0].is_closed()
-    loops[0].close()
+    assert lambda_entry.consumer(runtime_state.state("worker")).runner.queue.dlq_urls == queue.dlq_urls

@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from moto import mock_aws
 
-from functions.engine.handler import make_handler
+from functions.aws.entry_engine import make_handler
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_the_engine_lambda_serves_migrate_schema_graph_and_suggest(pg_dsn: str, 
             "host": url.hostname, "port": url.port, "username": url.username, "password": url.password or "",
             "dbname": url.path.lstrip("/")}))
         handler = make_handler(env={"DATABASE_SECRET_ARN": secret["ARN"], "DATABASE_SSLMODE": "disable",
-                                    "FLUX_SCHEMA_DIR": str(SHOP / "schema"), "FLUX_SLOW_QUERY_MS": "50"})
+                                    "FLUX_SCHEMA_DIR": str(SHOP / "schema"), "SLOW_QUERY_MS": "50"})
         migrated = handler({"action": "migrate"}, None)
         assert migrated["ok"], migrated
         assert migrated["result"]["applied"][:3] == ["001_catalog.sql", "002_orders.sql", "003_seed.sql"]

@@ -66,6 +66,33 @@ def test_no_transaction_files_can_create_indexes_concurrently(pg_dsn: str, tmp_p
         assert conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'conc_v_idx'").fetchone() == (1,)
 
 
+def test_a_no_transaction_file_runs_statement_by_statement(pg_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "201_multi.sql").write_text("CREATE TABLE multi (id int, a text, b text);")
+    (tmp_path / "202_multi_ix.sql").write_text(
+        "-- flux:no-transaction\n"
+        "CREATE INDEX CONCURRENTLY multi_a_idx ON multi (a); -- one; two\n"
+        "/* a comment; with /* nested; */ semicolons */\n"
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS multi_b_idx ON multi (b);\n"
+        "COMMENT ON TABLE multi IS 'it''s; quoted';\n"
+        "DO $body$ BEGIN PERFORM 1; PERFORM 2; END $body$;\n")
+    assert apply_migrations(pg_dsn, tmp_path).applied == ["201_multi.sql", "202_multi_ix.sql"]
+    with psycopg.connect(pg_dsn) as conn:
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'multi'")}
+        assert names == {"multi_a_idx", "multi_b_idx"}
+        assert conn.execute("SELECT obj_description('multi'::regclass)").fetchone() == ("it's; quoted",)
+
+
+def test_a_failing_no_transaction_statement_is_named_with_its_line(pg_dsn: str, tmp_path: Path) -> None:
+    (tmp_path / "301_multi2.sql").write_text("CREATE TABLE multi2 (id int);")
+    (tmp_path / "302_multi2_ix.sql").write_text("-- flux:no-transaction\nCREATE INDEX CONCURRENTLY m2_idx ON multi2 (id);\n"
+                                         "\nCREATE INDEX CONCURRENTLY m2_bad ON multi2 (nosuchcolumn);\n")
+    with pytest.raises(MigrationError, match=r"302_multi2_ix.sql line 4 \(statement 2 of 2.*nosuchcolumn"):
+        apply_migrations(pg_dsn, tmp_path)
+    with psycopg.connect(pg_dsn) as conn:
+        assert conn.execute("SELECT 1 FROM pg_indexes WHERE indexname = 'm2_idx'").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM flux_migrations WHERE filename = '302_multi2_ix.sql'").fetchone() == (0,)
+
+
 def test_a_missing_schema_directory_applies_nothing(pg_dsn: str, tmp_path: Path) -> None:
     report = apply_migrations(pg_dsn, tmp_path / "nope")
     assert report.applied == [] and report.already_applied == []

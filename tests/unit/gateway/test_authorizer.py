@@ -146,8 +146,9 @@ def test_key_store_failure_fails_closed(helpers: Any, clock: Any, caplog: pytest
     keys.get_by_hash = broken  # type: ignore[method-assign]
     authorizer = Authorizer(helpers.build_project(FUNCTIONS), keys, LocalRateLimiter(clock))
     with caplog.at_level(logging.ERROR):
-        assert authorizer.authorize(helpers.request_event("POST /orders", {"x-api-key": key})) == \
-            {"isAuthorized": False}
+        result = authorizer.authorize(helpers.request_event("POST /orders", {"x-api-key": key}))
+    assert result["isAuthorized"] is True  # soft deny: the runtime answers 503 with Flux's body
+    assert (result["context"]["outcome"], result["context"]["error"]) == ("deny", "auth_unavailable")
     assert key not in caplog.text
     # anonymous routes do not need the key store
     assert authorizer.authorize(helpers.request_event("GET /health"))["isAuthorized"] is True
@@ -166,8 +167,10 @@ def test_key_with_an_unknown_scope_is_forbidden(helpers: Any, clock: Any) -> Non
 @pytest.mark.parametrize("event", [
     None, [], "POST /orders", {}, {"routeKey": ""}, {"routeKey": 7}, {"routeKey": "POST /orders", "headers": "x"},
 ])
-def test_unreadable_events_are_hard_denied(setup: Any, event: Any) -> None:
-    assert setup.authorizer.authorize(event) == {"isAuthorized": False}
+def test_unreadable_events_are_refused_with_a_soft_deny(setup: Any, event: Any) -> None:
+    result = setup.authorizer.authorize(event)
+    assert result["isAuthorized"] is True
+    assert (result["context"]["outcome"], result["context"]["error"]) == ("deny", "unauthorized")
 
 
 def test_odd_field_types_are_tolerated_and_refused(setup: Any) -> None:
@@ -178,8 +181,10 @@ def test_odd_field_types_are_tolerated_and_refused(setup: Any) -> None:
 
 
 @pytest.mark.parametrize("route_key", ["$default", "DELETE /orders", "POST /orders/extra", "GET /_flux/api/traces"])
-def test_routes_that_are_not_functions_are_hard_denied(setup: Any, route_key: str) -> None:
-    assert setup.call(route_key) == {"isAuthorized": False}
+def test_routes_that_are_not_functions_are_refused_with_a_soft_deny(setup: Any, route_key: str) -> None:
+    result = setup.call(route_key)
+    assert result["isAuthorized"] is True
+    assert (result["context"]["outcome"], result["context"]["error"]) == ("deny", "unauthorized")
 
 
 def test_missing_source_ip_still_rate_limits_as_unknown(setup: Any, helpers: Any) -> None:
@@ -193,8 +198,8 @@ def test_jwt_route_without_a_verifier_fails_closed(helpers: Any, clock: Any) -> 
     project = helpers.build_project({"me": {"route": "/me", "method": "GET", "auth": "jwt"}},
                                     auth={"jwt": {"secret_name": "S", "algorithms": ["HS256"]}})
     authorizer = Authorizer(project, helpers.MemoryKeyStore(clock), LocalRateLimiter(clock), None)
-    assert authorizer.authorize(helpers.request_event("GET /me", {"authorization": "Bearer a.b.c"})) == \
-        {"isAuthorized": False}
+    context = authorizer.authorize(helpers.request_event("GET /me", {"authorization": "Bearer a.b.c"}))["context"]
+    assert (context["outcome"], context["error"]) == ("deny", "auth_unavailable")
 
 
 def test_jwt_callers_are_limited_by_subject(helpers: Any, clock: Any) -> None:

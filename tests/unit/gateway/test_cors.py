@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functions.gateway.cors import cors_headers, is_preflight, origin_allowed, preflight_response
+from functions.gateway.cors import allowed_headers, cors_headers, is_preflight, origin_allowed, preflight_response
 from functions.shared.manifest import Cors
 
 CORS = Cors(origins=["https://app.example.com", "http://localhost:5173"], headers=["content-type", "x-api-key"],
@@ -20,9 +20,15 @@ def test_preflight_from_an_allowed_origin() -> None:
         "Vary": "Origin",
         "Access-Control-Allow-Origin": "https://app.example.com",
         "Access-Control-Allow-Methods": "GET, OPTIONS, POST",
-        "Access-Control-Allow-Headers": "content-type, x-api-key",
+        "Access-Control-Allow-Headers": "content-type, x-api-key, x-request-id, traceparent",
         "Access-Control-Max-Age": "600",
     }
+
+
+def test_trace_headers_are_always_allowed_once() -> None:
+    # README invites browsers to send x-request-id / traceparent, whatever flux.json's cors.headers lists.
+    assert allowed_headers(["content-type"]) == ["content-type", "x-request-id", "traceparent"]
+    assert allowed_headers(["X-Request-Id", "traceparent"]) == ["X-Request-Id", "traceparent"]
 
 
 def test_preflight_from_a_disallowed_origin_gets_no_allow_headers() -> None:

@@ -47,6 +47,18 @@ def test_unauthorized_and_forbidden_map_to_401_and_403() -> None:
     assert error_response(denial(forbidden), "r")["statusCode"] == 403
 
 
+def test_an_authorizer_that_cannot_decide_is_a_503_with_retry_after() -> None:
+    from functions.gateway.authorizer import unavailable
+
+    verdict = unavailable()
+    assert verdict["isAuthorized"] is True  # never API Gateway's bare 403: the runtime answers with Flux's body
+    response = error_response(denial(verdict["context"]), "r")
+    assert response["statusCode"] == 503
+    assert response["headers"]["Retry-After"] == "5"
+    assert json.loads(response["body"])["error"] == "auth_unavailable"
+    assert gateway_span_attrs(verdict["context"])["auth.outcome"] == "auth_unavailable"
+
+
 def test_an_unreadable_verdict_is_a_refusal() -> None:
     assert isinstance(denial({}), Unauthorized)
     assert isinstance(denial({"outcome": "maybe", "error": "teapot"}), Unauthorized)

@@ -7,9 +7,11 @@ from typing import Any
 
 from queue_fakes import FakeQueue, ScriptedInvoker, job_message, make_project, sqs_event
 
-from functions.queue_consumer import handler as lambda_entry
+from functions.aws import entry_worker as lambda_entry
+from functions.aws import runtime_state
 from functions.queue_consumer.consumer import BatchConsumer, SqsRecord, queue_url_from_arn
 from functions.queue_consumer.runner import JobRunner
+from functions.runtime.host import Services
 from functions.shared.spans import MemorySink
 
 FUNCTIONS = {
@@ -119,12 +121,17 @@ def test_lambda_entry_uses_the_injected_dependencies_and_flushes_the_sink(fake_q
 
     sink = CountingSink()
     invoker = ScriptedInvoker(lambda p: p.get("bad", False))
-    lambda_entry.configure(lambda: lambda_entry.ConsumerDeps(consumer(fake_queue, invoker, sink), sink))
+    loop = asyncio.new_event_loop()
+    runtime_state.install("worker", runtime_state.RuntimeState(PROJECT, invoker, None, sink,  # type: ignore[arg-type]
+                                                                Services(), loop))
+    lambda_entry.reset(consumer(fake_queue, invoker, sink))
     try:
         event = sqs_event([job_message(payload={"bad": True}), job_message()])
         assert failures(lambda_entry.handler(event, None)) == [event["Records"][0]["messageId"]]
         assert failures(lambda_entry.handler(sqs_event([job_message()]), None)) == []
     finally:
-        lambda_entry.configure(lambda_entry.default_dependencies)
+        lambda_entry.reset()
+        runtime_state._states.clear()
+        loop.close()
     assert sink.flushed == 2
     assert [s.attrs["outcome"] for s in sink.spans if s.kind == "queue"] == ["retry", "ok", "ok"]

@@ -1,4 +1,4 @@
-"""AWS Lambda entry point of the hosted observability API and dashboard.
+"""Lambda entry of the hosted observability API and dashboard.
 
 The same :class:`ObservabilityApi` as ``flux dev``, over the DynamoDB span store,
 behind an admin-key check against the gateway's key table (fail closed: without
@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from functions.aws import names
 from functions.observability.api import ObservabilityApi
 from functions.observability.auth import admin_key_authorizer
 from functions.observability.dynamo_schema import DEFAULT_SHARDS
@@ -26,27 +27,29 @@ from functions.observability.suggestions import recent_db_spans
 from functions.shared.manifest import Observability
 
 _api: ObservabilityApi | None = None
+ENGINE_READ_TIMEOUT_S = 28  # under the API's own 29 s Lambda timeout
 
 
 def settings_from_env(env: Mapping[str, str]) -> Observability:
     defaults = Observability()
     return Observability(
-        slow_query_ms=int(env.get("SLOW_QUERY_MS") or defaults.slow_query_ms),
-        n_plus_one_threshold=int(env.get("N_PLUS_ONE_THRESHOLD") or defaults.n_plus_one_threshold),
-        retention_days=int(env.get("RETENTION_DAYS") or defaults.retention_days),
+        slow_query_ms=int(env.get(names.SLOW_QUERY_MS) or defaults.slow_query_ms),
+        n_plus_one_threshold=int(env.get(names.N_PLUS_ONE_THRESHOLD) or defaults.n_plus_one_threshold),
+        retention_days=int(env.get(names.RETENTION_DAYS) or defaults.retention_days),
     )
 
 
 def build_api(env: Mapping[str, str] = os.environ, client: Any | None = None,
               lambda_client: Any | None = None) -> ObservabilityApi:
-    if client is None:
-        import boto3
+    from functions.shared import aws_clients as clients
 
-        client = boto3.client("dynamodb")
+    if client is None:
+        client = clients.client("dynamodb")
     settings = settings_from_env(env)
-    store = DynamoSpanStore(client, env["SPANS_TABLE"], shards=int(env.get("SPANS_SHARDS") or DEFAULT_SHARDS),
+    store = DynamoSpanStore(client, env[names.SPANS_TABLE],
+                            shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
                             retention_days=settings.retention_days)
-    keys_table = env.get("KEYS_TABLE")
+    keys_table = env.get(names.KEYS_TABLE)
     if keys_table:
         from functions.gateway.keys_dynamodb import DynamoApiKeyStore
 
@@ -55,14 +58,15 @@ def build_api(env: Mapping[str, str] = os.environ, client: Any | None = None,
         def authorize(event: dict[str, Any]) -> bool:
             return False
     advice = None
-    if env.get("ENGINE_FUNCTION"):
+    engine = env.get(names.ENGINE_FUNCTION)
+    if engine:
         if lambda_client is None:
-            import boto3
-
-            lambda_client = boto3.client("lambda")
-        advice = LambdaAdvice(env["ENGINE_FUNCTION"], lambda_client, recent_spans=lambda: recent_db_spans(store))
-    return ObservabilityApi(store, settings=settings, advice=advice, prefix=env.get("API_PREFIX") or "/_flux/api",
-                            authorize=authorize, dashboard_path=env.get("DASHBOARD_PATH") or None)
+            # One attempt: a retried invoke could run a second advice pass after the first timed out.
+            lambda_client = clients.client("lambda", read_timeout_s=ENGINE_READ_TIMEOUT_S, max_attempts=1)
+        advice = LambdaAdvice(engine, lambda_client, recent_spans=lambda: recent_db_spans(store))
+    return ObservabilityApi(store, settings=settings, advice=advice,
+                            prefix=env.get(names.API_PREFIX) or "/_flux/api",
+                            authorize=authorize, dashboard_path=env.get(names.DASHBOARD_PATH) or None)
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from functions.engine.errors import EngineError
-from functions.engine.handler import dsn_from_environment, make_handler
+from functions.aws.database import dsn_from_environment
+from functions.aws.entry_engine import make_handler
 from functions.engine.migrations import MigrationReport
 from functions.shared.errors import DatabaseUnavailable
 
@@ -102,6 +102,48 @@ def test_dsn_from_an_rds_secret() -> None:
     assert "password='p w\\''" in dsn
 
 
-def test_dsn_missing_everywhere_is_a_clear_error() -> None:
-    with pytest.raises(EngineError, match="set DATABASE_URL or DATABASE_SECRET_ARN"):
+def test_dsn_missing_everywhere_is_a_clear_503() -> None:
+    with pytest.raises(DatabaseUnavailable, match=r"no database is configured \(DATABASE_URL or DATABASE_SECRET_ARN"):
         dsn_from_environment({})
+
+
+def test_dsn_from_a_url_secret_as_the_stack_stores_database_url() -> None:
+    # infra/constructs/database.py stores {"url": ...} for database.url mode (and users may for secret_arn).
+    secrets = FakeSecrets(json.dumps({"url": "postgresql://app:pw@db.example.com:5432/shop"}))
+    assert dsn_from_environment({"DATABASE_SECRET_ARN": "arn"}, secrets_client=secrets) == \
+        "postgresql://app:pw@db.example.com:5432/shop"
+    assert dsn_from_environment({"DATABASE_SECRET_ARN": "arn"},
+                                secrets_client=FakeSecrets(" postgres://u@h/db\n")) == "postgres://u@h/db"
+
+
+def test_the_proxy_host_replaces_the_cluster_host_of_an_rds_secret() -> None:
+    secrets = FakeSecrets(json.dumps({"host": "cluster.internal", "username": "flux_admin", "password": "p"}))
+    dsn = dsn_from_environment({"DATABASE_SECRET_ARN": "arn", "DATABASE_HOST": "proxy.internal"},
+                               secrets_client=secrets)
+    assert "host=proxy.internal" in dsn and "cluster.internal" not in dsn and "dbname=postgres" in dsn
+
+
+@pytest.mark.parametrize(("secret", "message"), [
+    ("not json", "neither a URL nor a JSON object"),
+    ("[1, 2]", "not a JSON object"),
+    (json.dumps({"url": 7, "password": "p"}), "no host, username"),
+    (json.dumps({"host": "h", "username": "u"}), "no password"),
+])
+def test_a_malformed_secret_is_a_503_that_never_echoes_it(secret: str, message: str) -> None:
+    with pytest.raises(DatabaseUnavailable, match=message) as caught:
+        dsn_from_environment({"DATABASE_SECRET_ARN": "arn"}, secrets_client=FakeSecrets(secret))
+    assert caught.value.headers == {"Retry-After": "5"}
+    assert '"p"' not in caught.value.message
+
+
+def test_an_unreadable_secret_is_a_503_naming_only_the_error_code() -> None:
+    from botocore.exceptions import ClientError
+
+    class Denied:
+        def get_secret_value(self, SecretId: str) -> dict[str, str]:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": f"no access to {SecretId}"}},
+                              "GetSecretValue")
+
+    with pytest.raises(DatabaseUnavailable, match=r"cannot read the database secret \(AccessDeniedException\)") as c:
+        dsn_from_environment({"DATABASE_SECRET_ARN": "arn:secret:db"}, secrets_client=Denied())
+    assert "arn:secret:db" not in c.value.message

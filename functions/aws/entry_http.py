@@ -1,0 +1,19 @@
+"""Lambda entry of a function's HTTP route: API Gateway HTTP API (payload 2.0) event in, proxy result out.
+
+Cold imports stay lean: boto3, psycopg and the engine load only when the
+environment asks for them (see :mod:`functions.aws.runtime_state`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.aws import runtime_state
+
+
+def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    state = runtime_state.state("http")
+    try:
+        return state.run(state.pipeline.handle(event))
+    finally:
+        state.sink.flush()

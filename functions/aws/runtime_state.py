@@ -1,0 +1,164 @@
+"""The warm state of one runtime Lambda container, shared by the HTTP and worker entry points.
+
+A container serves one user function (``FLUX_FUNCTION``) of the project bundled
+at ``FLUX_PROJECT_DIR``, in one of two roles, given by the entry point that
+builds it (never guessed from ``_HANDLER``):
+
+* ``http`` (:mod:`functions.aws.entry_http`): the function's route; for an async
+  function it only enqueues, so it keeps no Deno worker warm;
+* ``worker`` (:mod:`functions.aws.entry_worker`): an async function's SQS batches.
+
+Everything is built once, on the first event: the project, a Deno worker pool
+(only this function's pool is kept warm; others start on demand for
+``ctx.function.invoke``), the Data Engine (connected on the first ``ctx.db`` call,
+see :mod:`functions.aws.lazy_db`), the SQS enqueue service, Secrets Manager, and
+the DynamoDB span sink.
+
+Worker pipes are bound to the event loop that created them, so the container
+keeps one loop for its whole life and every entry point runs its coroutine on it.
+Spans are buffered and flushed before each response, because Lambda freezes the
+container as soon as the handler returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from functions.aws import names
+from functions.aws.bundle import project_root
+from functions.runtime.host import Runtime, RuntimeOptions, Services
+from functions.runtime.http import HttpPipeline
+from functions.shared.manifest import Project, load_project
+from functions.shared.spans import NullSink, SafeSink, SpanSink
+
+Role = Literal["http", "worker"]
+DEFAULT_STATEMENT_TIMEOUT_MS = 5000
+POOL_MAX = 10  # one request at a time per container, but Promise.all over ctx.db runs queries side by side
+SCHEMA_TTL_S = 60  # warm containers re-read the schema every minute, so the engine Lambda's migrations show up
+
+
+@dataclass
+class RuntimeState:
+    project: Project
+    runtime: Runtime
+    pipeline: HttpPipeline
+    sink: SpanSink
+    services: Services
+    loop: asyncio.AbstractEventLoop
+
+    def run(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        self.run(self.runtime.close())
+        db = self.services.db
+        if db is not None and hasattr(db, "close"):
+            self.run(db.close())
+
+
+def _sink(env: Mapping[str, str], project: Project) -> SpanSink:
+    table = env.get(names.SPANS_TABLE)
+    if not table:
+        return NullSink()
+    from functions.observability.buffered import BufferedSink
+    from functions.observability.dynamo_schema import DEFAULT_SHARDS
+    from functions.observability.dynamo_store import DynamoSpanStore
+    from functions.shared.aws_clients import client
+
+    store = DynamoSpanStore(client("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
+                            retention_days=project.config.observability.retention_days)
+    return SafeSink(BufferedSink(store, linger_s=0))  # flushed before every response anyway
+
+
+def _database(env: Mapping[str, str], project: Project) -> Any:
+    from functions.aws import database
+    from functions.aws.lazy_db import LazyDatabase
+
+    if not database.configured(env):
+        return None
+    settings = project.config.observability
+    timeout_ms = int(env.get(names.STATEMENT_TIMEOUT_MS) or DEFAULT_STATEMENT_TIMEOUT_MS)
+
+    async def build() -> Any:
+        from functions.engine.executor import PsycopgExecutor
+        from functions.engine.service import DataEngine, EngineSettings
+
+        dsn = await asyncio.to_thread(database.dsn_from_environment, env)
+        engine_settings = EngineSettings(statement_timeout_ms=timeout_ms, slow_query_ms=settings.slow_query_ms,
+                                         schema_ttl_s=SCHEMA_TTL_S, pool_min=1, pool_max=POOL_MAX)
+        # proxy_safe: the server may be behind RDS Proxy (no startup options, no session state to pin).
+        executor = PsycopgExecutor(dsn, statement_timeout_ms=timeout_ms, min_size=1, max_size=POOL_MAX,
+                                   connect_timeout_s=engine_settings.connect_timeout_s, proxy_safe=True)
+        engine = DataEngine(executor, engine_settings)
+        await engine.open()
+        return engine
+
+    return LazyDatabase(build)
+
+
+def _services(env: Mapping[str, str], project: Project) -> Services:
+    services = Services()
+    prefix = env.get(names.SECRETS_PREFIX)
+    if prefix:
+        from functions.runtime.aws_secrets import SecretsManagerStore
+        from functions.shared.aws_clients import client
+
+        services.secrets = SecretsManagerStore(client("secretsmanager"), prefix)
+    if env.get(names.QUEUE_URLS):
+        from functions.aws.queue import sqs_job_queue
+        from functions.queue_consumer.service import EnqueueService
+
+        services.queue = EnqueueService(sqs_job_queue(env), project)
+    services.db = _database(env, project)
+    return services
+
+
+def build_state(role: Role, env: Mapping[str, str] = os.environ,
+                loop: asyncio.AbstractEventLoop | None = None) -> RuntimeState:
+    project = load_project(project_root(env))
+    function = env.get(names.FUNCTION)
+    sink = _sink(env, project)
+    spec = project.functions.get(function or "")
+    # The HTTP Lambda of an async function only enqueues; its worker Lambda is the one that runs Deno.
+    only_enqueues = role == "http" and spec is not None and spec.is_async
+    warm = frozenset() if only_enqueues else frozenset({function}) if function else None
+    options = RuntimeOptions(
+        state_dir=Path(env.get(names.STATE_DIR) or "/tmp/flux"),  # noqa: S108 - Lambda's only writable place
+        min_warm=1, max_workers=4, expose_errors=env.get(names.EXPOSE_ERRORS) == "1",
+        deno=env.get(names.DENO), warm_functions=warm,
+        deno_dir=Path(env[names.DENO_DIR]) if env.get(names.DENO_DIR) else None,
+    )
+    services = _services(env, project)
+    runtime = Runtime(project, options=options, services=services)
+    pipeline = HttpPipeline(project, runtime, sink=sink, enqueue=services.queue)
+    return RuntimeState(project, runtime, pipeline, sink, services, loop or asyncio.new_event_loop())
+
+
+_states: dict[Role, RuntimeState] = {}
+
+
+def state(role: Role) -> RuntimeState:
+    """The container's state for ``role``, built and started on first use."""
+    current = _states.get(role)
+    if current is None:
+        current = build_state(role)
+        current.run(current.runtime.start())
+        _states[role] = current
+    return current
+
+
+def install(role: Role, current: RuntimeState) -> None:
+    """Use ``current`` as the container's state for ``role`` (tests drive an entry point with fakes)."""
+    _states[role] = current
+
+
+def reset() -> None:
+    """Drop every container state (tests)."""
+    for current in list(_states.values()):
+        current.close()
+    _states.clear()

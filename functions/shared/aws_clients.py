@@ -1,0 +1,30 @@
+"""boto3 clients with short timeouts and bounded retries, for every AWS call Flux makes (Lambdas and CLI).
+
+botocore's defaults (60 s connect, 60 s read, legacy retries) would let one slow
+DynamoDB or SQS call eat a whole Lambda timeout in front of a user's request. Each
+client here fails within a few seconds and retries at most a few times with
+botocore's ``standard`` mode (jittered backoff, throttling-aware). Endpoints are never
+set here: boto3 reads ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>`` itself,
+which is how the deployed test tier points the code at its emulators.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CONNECT_TIMEOUT_S = 2
+READ_TIMEOUT_S = 5
+MAX_ATTEMPTS = 3
+# Invoking the engine Lambda may run a migration: its read timeout is that function's own limit.
+LONG_READ_TIMEOUT_S = 305
+
+
+def client(service: str, *, read_timeout_s: float = READ_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS,
+           region: str | None = None) -> Any:
+    """A boto3 client for ``service`` with Flux's timeouts and retry budget."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout_s,
+                    retries={"max_attempts": max_attempts, "mode": "standard"})
+    return boto3.client(service, config=config, region_name=region)
