@@ -7,6 +7,7 @@ wheels from PyPI, later runs are cache hits.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -123,31 +124,39 @@ def _as_unprivileged() -> dict[str, int]:
     return {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
 
 
-def _hello(argv: list[str], env: dict[str, str], cwd: str, timeout_s: float = 60) -> tuple[dict | None, str]:
-    """Start a worker, greet it as the host does, and return its first frame (``ready``) and its stderr."""
+def _hello(argv: list[str], env: dict[str, str], cwd: str, channel: Path,
+           timeout_s: float = 60) -> tuple[dict | None, str]:
+    """Start a worker, greet it as the host does, and return its first frame (``ready``) and its stderr.
+
+    As the host does, the FIFO is created before the spawn and both its ends are held, so that it never reads
+    as closed before the worker opens it; frames arrive on it, one JSON object per line."""
     import select
 
-    marker = b"\x1eFLUX:n0 "
+    os.mkfifo(channel, 0o600)
+    if os.geteuid() == 0:
+        os.chown(channel, 65534, 65534)  # the worker runs as nobody and opens the FIFO for writing
+    reader = os.open(channel, os.O_RDONLY | os.O_NONBLOCK)
+    keeper = os.open(channel, os.O_WRONLY | os.O_NONBLOCK)
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
                                cwd=cwd, **_as_unprivileged())
-    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
+    assert process.stdin is not None and process.stderr is not None
     frame = None
     try:
-        process.stdin.write(b'{"t": "hello", "nonce": "n0"}\n')
+        process.stdin.write(b'{"t": "hello"}\n')
         process.stdin.flush()
         buffered = b""
         deadline = time.monotonic() + timeout_s
-        while frame is None and time.monotonic() < deadline:
-            readable, _, _ = select.select([process.stdout], [], [], 0.5)
+        while frame is None and time.monotonic() < deadline and process.poll() is None:
+            readable, _, _ = select.select([reader], [], [], 0.5)
             if readable:
-                chunk = os.read(process.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                buffered += chunk
-            if marker in buffered and b"\n" in buffered.split(marker, 1)[1]:
-                frame = json.loads(buffered.split(marker, 1)[1].split(b"\n", 1)[0])
+                buffered += os.read(reader, 65536)
+            if b"\n" in buffered:
+                frame = json.loads(buffered.split(b"\n", 1)[0])
     finally:
-        process.stdin.close()   # the bootstrap exits when its stdin ends
+        os.close(keeper)
+        os.close(reader)
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()   # the bootstrap exits when its stdin ends
         try:
             process.wait(10)
         except subprocess.TimeoutExpired:
@@ -177,11 +186,12 @@ def test_bundled_functions_start_from_a_read_only_cache_as_an_unprivileged_user(
         project = load_project(task / BUNDLE_PROJECT_DIR)
         bootstrap = task / "functions" / "runtime" / "bootstrap" / BOOTSTRAP.name
         for spec in project.functions.values():
+            channel = state / f"{spec.name}.channel"
             command = worker_command(spec, deno=str(deno), cache_dir=state, project_root=project.root,
-                                     deno_dir=task / BUNDLE_DENO_DIR)
+                                     deno_dir=task / BUNDLE_DENO_DIR, channel=channel, namespace=False)
             argv = [str(bootstrap) if arg == str(BOOTSTRAP) else arg for arg in command.argv]
             argv.insert(2, "--cached-only")   # a download attempt would fail the test, not hang on the network
-            ready, stderr = _hello(argv, command.env, command.cwd)
+            ready, stderr = _hello(argv, command.env, command.cwd, channel)
             assert ready == {"t": "ready", "error": None}, (spec.name, stderr[-2000:])
             assert "Permission denied" not in stderr and "Read-only" not in stderr, stderr
     finally:
