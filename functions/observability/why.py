@@ -29,7 +29,8 @@ _ADVICE = {
                     "project's issuer and audience. Every such failure is the same 401 on purpose.",
     "forbidden": "The API key is valid but its scope does not allow this route (auth mode {auth_mode}); create a key "
                  "with the needed scope (`flux keys create --scope ...`).",
-    "route_not_found": "No function answers this method and path; each function's route and method are in its flux.json.",
+    "route_not_found": "No function answers this method and path; each function's route and method are in its "
+                       "flux.json.",
     "payload_too_large": "The body was over limits.max_body_bytes in flux.json; the function did not run.",
     "invalid_json": "The body was not valid JSON; the function did not run.",
 }
