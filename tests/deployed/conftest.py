@@ -71,7 +71,7 @@ BUILD_CACHE = os.environ.get("FLUX_BUILD_CACHE") or str(Path.home() / ".cache" /
 def synth(project: Path, stage: str, out: Path) -> dict[str, Any]:
     # The user's build cache (warm wheels and Deno caches), whatever HOME the CLI runs with.
     done = flux("synth", str(project), "--stage", stage, "--out", str(out), "--json", timeout=600,
-                env={"FLUX_BUILD_CACHE": BUILD_CACHE})
+                env={"FLUX_BUILD_CACHE": BUILD_CACHE}, cwd=out.parent)  # HOME = the work dir, not the repo
     if done.returncode != 0:
         raise RuntimeError(f"flux synth --stage {stage} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
