@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from functions.shared.links import check_project_links
 from functions.shared.manifest import Project
 from infra.errors import InfraError
 
@@ -248,6 +249,7 @@ def _host_deno() -> str:
 def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = LambdaTarget(),
                 cache: Path | None = None, deno: str | None = None) -> Asset:
     """The bundle folder for ``kind``: deps + ``functions`` + ``project/`` (+ ``deno_dir/``); cached by content."""
+    check_project_links(project.root, [spec.directory for spec in project.functions.values()])
     cache = cache or cache_root()
     deps = python_deps(RUNTIME_REQUIREMENTS if kind == "runtime" else CONTROL_REQUIREMENTS, target=target,
                        cache=cache)

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.client import ApiClient, ApiError, Credentials, HttpApiClient, api_base, resolve_client, save_credentials
+from cli.output import escape, escape_tree
 from functions.observability.params import format_since
 from functions.observability.why import explain_failure
 
@@ -46,7 +47,7 @@ def _console() -> Console:
 
 
 def _fail(message: str) -> typer.Exit:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", markup=True)
+    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {escape(message)}", markup=True)
     return typer.Exit(1)
 
 
@@ -193,7 +194,7 @@ def _render_findings(trace: dict[str, Any], console: Console) -> None:
         shown = logs[:MAX_TRACE_LOGS]
         console.print(Text(f"logs ({len(logs)})", style="bold"))
         for record in shown:
-            console.print(_log_line(record))
+            console.print(_log_line(escape_tree(record)))
         if len(logs) > len(shown):
             console.print(Text(f"... {len(logs) - len(shown)} more: flux logs --request-id {trace['trace_id']}",
                                style="dim"))
@@ -207,7 +208,7 @@ def trace(trace_id: Annotated[str, typer.Argument(help="Trace (request) id.")], 
     if json_output:
         _print_json(body)
     else:
-        render_trace(body, _console())
+        render_trace(escape_tree(body), _console())
 
 
 # -- flux tail ------------------------------------------------------------------------------------------------------
@@ -254,7 +255,7 @@ def tail(function: Annotated[str | None, typer.Option("--function", help="Only t
                         continue
                     seen[row["trace_id"]] = None
                     newest = max(newest, row["start_us"])
-                    _print_json(row) if json_output else console.print(_request_line(row))
+                    _print_json(row) if json_output else console.print(_request_line(escape_tree(row)))
                     printed += 1
                     if count is not None and printed >= count:
                         return
@@ -306,7 +307,7 @@ def logs(function: Annotated[str | None, typer.Option("--function", help="Only t
                         continue
                     seen[key] = None
                     newest = max(newest, record["ts_us"])
-                    _print_json(record) if json_output else console.print(_log_line(record))
+                    _print_json(record) if json_output else console.print(_log_line(escape_tree(record)))
                 if not follow:
                     return
                 while len(seen) > SEEN_MAX:
@@ -335,7 +336,8 @@ def render_why(report: dict[str, Any], console: Console) -> None:
     if error.get("file"):
         console.print(Text.assemble("  at ", (f"{error['file']}:{error.get('line', '?')}", "bold yellow")))
     if error.get("stack"):
-        for line in str(error["stack"]).splitlines()[:8]:
+        stack = error["stack"]
+        for line in (stack if isinstance(stack, list) else str(stack).splitlines())[:8]:
             console.print(Text(f"    {line}", style="dim"))
     writes = report["db_writes"]
     console.print(Text(f"  database writes: {len(writes) or 'none'}"))
@@ -355,7 +357,10 @@ def why(trace_id: Annotated[str, typer.Argument(help="Trace (request) id.")], js
     if json_output:
         _print_json(report)
     else:
-        render_why(report, _console())
+        error = report.get("error") or {}
+        if error.get("stack"):  # a stack keeps its lines; each is escaped on its own
+            report = {**report, "error": {**error, "stack": str(error["stack"]).splitlines()}}
+        render_why(escape_tree(report), _console())
 
 
 # -- flux login -----------------------------------------------------------------------------------------------------

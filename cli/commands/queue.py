@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.output import escape
 from functions.queue_consumer.errors import JobNotFound, QueueError
 from functions.queue_consumer.ports import DlqEntry
 from functions.queue_consumer.sqlite_queue import SqliteJobQueue
@@ -49,7 +50,7 @@ def _open(project_dir: Path, *, must_exist: bool) -> SqliteJobQueue | None:
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", markup=True, highlight=False)
     raise typer.Exit(1)
 
 
@@ -90,7 +91,7 @@ def stats(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False) -> Non
         return
     table = Table("function", "pending", "in flight", "done", "failed", "dlq")
     for name, row in rows.items():
-        table.add_row(name, *(str(row[k]) for k in ("pending", "in_flight", "done", "failed", "dlq")))
+        table.add_row(escape(name), *(str(row[k]) for k in ("pending", "in_flight", "done", "failed", "dlq")))
     _out().print(table)
 
 
@@ -115,9 +116,9 @@ def dlq_list(project_dir: ProjectDir = Path("."), as_json: JsonFlag = False,
     # cut (they are pasted into `dlq replay` and `flux trace`), and the error gets a whole line.
     console = _out()
     for entry in entries:
-        console.print(f"[bold]{entry.id}[/bold]  {entry.function}  attempts {entry.attempts}  trace {entry.trace_id}",
-                      highlight=False, soft_wrap=True)
-        console.print(f"    {entry.last_error or '(no error recorded)'}", highlight=False, markup=False)
+        console.print(f"[bold]{escape(entry.id)}[/bold]  {escape(entry.function)}  attempts {entry.attempts}  "
+                      f"trace {escape(entry.trace_id)}", highlight=False, soft_wrap=True)
+        console.print(f"    {escape(entry.last_error or '(no error recorded)')}", highlight=False, markup=False)
     console.print(f"{len(entries)} job(s) in the dead-letter queue; `flux queue dlq replay <id>` runs one again",
                   highlight=False)
 

@@ -1,4 +1,9 @@
-"""The routing table built from flux.json: method + path (with ``{param}`` segments) to a function."""
+"""The routing table built from flux.json: method + path (with ``{param}`` segments) to a function.
+
+:meth:`RouteTable.match` takes the path as sent (percent-encoded): it is split on
+"/" first and each segment decoded exactly once, so ``/items/a%2Fb`` gives
+``id = "a/b"`` and ``/items/a%252Fb`` gives ``id = "a%2Fb"``.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +40,8 @@ class RouteTable:
 
     @classmethod
     def from_project(cls, project: Project) -> RouteTable:
-        routes = [Route(spec.name, spec.method, spec.route, _split(spec.route)) for spec in project.functions.values()]
+        routes = [Route(spec.name, spec.method, spec.route, _split(spec.route)) for spec in project.functions.values()
+                  if not spec.internal]  # internal functions are reached by ctx.function.invoke only
         return cls(routes)
 
     @property
@@ -69,7 +75,7 @@ def _match_segments(pattern: tuple[str, ...], segments: tuple[str, ...]) -> dict
     params: dict[str, str] = {}
     for want, got in zip(pattern, segments, strict=True):
         if want.startswith("{"):
-            params[want[1:-1]] = unquote(got)
-        elif want != got:
+            params[want[1:-1]] = unquote(got)  # the one decoding of this segment
+        elif want != got:  # literals compare as sent: "r%65port" is not "report"
             return None
     return params

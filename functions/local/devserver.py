@@ -23,6 +23,7 @@ import uvicorn
 from functions.local.stack import LocalStack
 from functions.shared.errors import FluxError
 from functions.shared.manifest import ManifestError
+from functions.shared.terminal import escape
 
 Printer = Callable[[str], None]
 
@@ -47,28 +48,33 @@ class _Server(uvicorn.Server):
 
 async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000, watch: bool = True,
                 out: Printer = print, tracing: bool | None = None) -> int:
+    # Method, path and job errors come from clients and user code: escaped, so a request for
+    # "/%1b]52;c;...%07" cannot write the terminal's clipboard and "%0a" cannot forge a line.
     def on_request(info: dict[str, Any]) -> None:
-        out(f"{info['method']:<6} {info['path']:<32} {info['status']}  {info['duration_us'] / 1000:7.1f} ms  "
-            f"{info['trace_id']}")
+        out(f"{escape(info['method']):<6} {escape(info['path']):<32} {info['status']}  "
+            f"{info['duration_us'] / 1000:7.1f} ms  {info['trace_id']}")
 
     def on_job(info: dict[str, Any]) -> None:
-        label = f"{info['function']} #{info['attempt']}"
-        out(f"{'JOB':<6} {label:<32} {info['outcome']:<3}  {info['duration_us'] / 1000:7.1f} ms  {info['trace_id']}"
-            + (f"  {info['error'][:120]}" if info["error"] else ""))
+        label = f"{escape(info['function'])} #{info['attempt']}"
+        out(f"{'JOB':<6} {label:<32} {escape(info['outcome']):<3}  {info['duration_us'] / 1000:7.1f} ms  "
+            f"{info['trace_id']}" + (f"  {escape(info['error'][:120])}" if info["error"] else ""))
 
     started = time.perf_counter()
     stack = LocalStack(project_dir, on_request=on_request, tracing=tracing, out=out, on_job=on_job)
     try:
         await stack.start()
     except FluxError as exc:
-        out(f"flux dev could not start: {exc.message}")
+        out("flux dev could not start: " + "\n  ".join(escape(line) for line in exc.message.split("\n")))
         await stack.stop()
         return 1
     except BaseException:  # anything else (a bug, Ctrl-C during start): still stop what already started
         await stack.stop()
         raise
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 (every local
+    # client) as the client address; the gateway reads it only from gateway.trusted_proxies.
     server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
-                                    access_log=False, timeout_graceful_shutdown=5))
+                                    access_log=False, timeout_graceful_shutdown=5, proxy_headers=False,
+                                    forwarded_allow_ips=""))
     watcher: asyncio.Task[None] | None = None
     try:
         serving = asyncio.create_task(server.serve())
@@ -105,6 +111,10 @@ def _banner(stack: LocalStack, url: str, out: Printer, elapsed: float) -> None:
         mode = "async" if spec.is_async else "sync"
         out(f"  {spec.method:<6} {url}{spec.route:<28} -> {spec.name} ({mode}, auth: {spec.auth})")
     out(f"  dashboard: {url}/_flux/")
+    if stack.runtime.isolation != "namespace":
+        out("  warning: workers run without a private mount namespace here (unshare unavailable or "
+            "FLUX_SANDBOX_NAMESPACE=0): .flux/ and other functions are kept out by Deno's permissions and "
+            "the link checks only")
     out("  Ctrl-C to stop")
 
 
@@ -127,17 +137,17 @@ async def _watch(stack: LocalStack, out: Printer) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - hot reload must survive anything a change can cause
-            out(f"reload failed ({type(exc).__name__}: {exc}); still serving the previous version")
+            out(f"reload failed ({type(exc).__name__}: {escape(exc)}); still serving the previous version")
 
 
 async def _apply_changes(stack: LocalStack, root: Path, schema_dir: Path, paths: set[Path], out: Printer) -> None:
     """Migrate on schema/ changes; reload flux.json and functions on the others."""
-    names = sorted(p.relative_to(root).as_posix() for p in paths)
+    names = sorted(escape(p.relative_to(root).as_posix()) for p in paths)
     if any(schema_dir in p.parents for p in paths):
         try:
             await stack.migrate()
         except FluxError as exc:
-            out(f"migration failed: {exc.message}")
+            out(f"migration failed: {escape(exc.message)}")
     if all(schema_dir in p.parents for p in paths):
         return
     try:
@@ -145,7 +155,7 @@ async def _apply_changes(stack: LocalStack, root: Path, schema_dir: Path, paths:
     except ManifestError as exc:
         out("reload failed; still serving the previous version:")
         for problem in exc.problems:
-            out(f"  {problem}")
+            out(f"  {escape(problem)}")
         return
     out(f"reloaded ({', '.join(names[:3])}{'...' if len(names) > 3 else ''}): "
         f"{len(project.functions)} functions")

@@ -12,7 +12,9 @@ API and dashboard.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import dataclasses
+import ipaddress
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from functions.gateway.routing import RouteTable
@@ -62,6 +64,11 @@ class LocalGateway:
         request = await read_request(scope, receive, max_body_bytes=self.project.config.limits.max_body_bytes)
         if request is None:
             return
+        raw_path = scope.get("raw_path")
+        request = dataclasses.replace(
+            request, raw_path=raw_path.decode("latin-1") if isinstance(raw_path, bytes) else None,
+            source_ip=client_ip(request.source_ip, request.header("x-forwarded-for"),
+                                self.project.config.gateway.trusted_proxies))
         response = await self.handle(request)
         await send_response(send, response, head=request.method == "HEAD")
 
@@ -73,10 +80,11 @@ class LocalGateway:
             from functions.gateway.cors import preflight_response
 
             headers = {k.lower(): v for k, v in request.headers}
-            preflight = preflight_response(headers, request.path, cors, self.routes.methods_for(request.path))
+            preflight = preflight_response(headers, request.path, cors,
+                                           self.routes.methods_for(request.routing_path))
             if preflight is not None:
                 return to_http_response(preflight)
-        match = self.routes.match(request.method, request.path)
+        match = self.routes.match(request.method, request.routing_path)
         route_key = match.route.route_key if match else "$default"
         event = build_event(request, route_key=route_key, path_parameters=match.path_parameters if match else None)
         if match is not None and self.authorize is not None:
@@ -97,6 +105,36 @@ class LocalGateway:
 
             response.headers.extend(cors_headers(origin, cors).items())
         return response
+
+
+def client_ip(peer: str, forwarded_for: str | None, trusted_proxies: Sequence[str]) -> str:
+    """The address rate limits and logs see: the socket peer, unless that peer is a trusted proxy.
+
+    Behind trusted proxies, X-Forwarded-For is read from the right (each proxy appends the address
+    it received from) and the first address that is not itself a trusted proxy is the client.
+    Without ``gateway.trusted_proxies`` the header is ignored: any local client could name any IP.
+    """
+    if not trusted_proxies or not forwarded_for:
+        return peer
+    networks = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
+
+    def trusted(address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip.version == n.version and ip in n for n in networks)
+
+    if not trusted(peer):
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # a malformed chain is not evidence of anything
+        if not trusted(hop):
+            return hop
+    return peer
 
 
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "[::1]"})

@@ -96,7 +96,8 @@ class BufferedSink(SpanSink):
         logs: list[LogRecord] = []
         for kind, records in batch:  # type: ignore[misc]
             (spans if kind == "spans" else logs).extend(records)
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while attempt <= self.retries:
             try:
                 if spans:
                     self.inner.write_spans(spans)
@@ -105,12 +106,24 @@ class BufferedSink(SpanSink):
                     self.inner.write_logs(logs)
                     logs = []
                 break
+            except ValueError:
+                # The store refused the records themselves (it already kept every other record of the batch):
+                # retrying cannot help. Drop the kind that failed and go on with the other.
+                failed = spans if spans else logs
+                self.dropped += len(failed)
+                _log.exception("span store refused %d records", len(failed))
+                if spans:
+                    spans = []
+                    continue
+                logs = []
+                break
             except Exception:  # noqa: BLE001 - any store failure is retried, then dropped
                 if attempt == self.retries:
                     self.dropped += len(spans) + len(logs)
                     _log.exception("span store unavailable; dropped %d spans and %d logs", len(spans), len(logs))
                     break
                 time.sleep(self.retry_base_s * (2 ** attempt))
+                attempt += 1
         with self._idle:
             self._pending -= len(batch)
             if self._pending == 0 and not self._stopping.is_set():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,7 +37,9 @@ from functions.observability.dynamo_schema import (
 )
 from functions.observability.errors import SpanStoreUnavailable
 from functions.observability.store import SpanStore, TraceSummary, summary_of
-from functions.shared.spans import LOG_LEVELS, LogRecord, Span
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span, is_request_row, storable, storable_tree
+
+_log = logging.getLogger("flux.observability")
 
 BATCH_SIZE = 25
 MAX_ITEM_BYTES = 350_000  # below DynamoDB's 400 KB item limit, leaving room for key and index attributes
@@ -115,10 +118,10 @@ class DynamoSpanStore(SpanStore):
     # -- writes ---------------------------------------------------------------------------------------------------
 
     def write_spans(self, spans: Sequence[Span]) -> None:
-        self._batch_write([self.span_item(s) for s in spans])
+        self._batch_write([self.span_item(_storable_span(s)) for s in spans])
 
     def write_logs(self, logs: Sequence[LogRecord]) -> None:
-        self._batch_write([self.log_item(r) for r in logs])
+        self._batch_write([self.log_item(_storable_log(r)) for r in logs])
 
     def _expires_at(self) -> int:
         return int(self._clock()) + self.retention_s
@@ -134,7 +137,7 @@ class DynamoSpanStore(SpanStore):
         }
         if span.parent_span_id:
             item["parent_span_id"] = _s(span.parent_span_id)
-        if span.parent_span_id is None or span.attrs.get("root"):
+        if is_request_row(span):
             item[GSI_PK] = _s(f"{TRACE_SHARD_PREFIX}{shard_of(span.trace_id, self.shards)}")
             item[GSI_SK] = _n(span.start_us)
         size = item_size(item)
@@ -183,6 +186,10 @@ class DynamoSpanStore(SpanStore):
                 reason = "unprocessed items"
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
+                if code == "ValidationException" and len(pending) > 1:
+                    # One bad item fails the whole batch: write the items one by one so the others are kept.
+                    self._write_each(pending, deadline)
+                    return
                 if code not in RETRYABLE_CODES:
                     raise
                 reason = code
@@ -195,6 +202,21 @@ class DynamoSpanStore(SpanStore):
                     f"DynamoDB table {self.table_name}: {len(pending)} items not written after {attempt} "
                     f"attempts ({reason})")
             self._sleep(delay)
+
+    def _write_each(self, requests: list[dict[str, Any]], deadline: float) -> None:
+        refused = 0
+        for request in requests:
+            try:
+                self._write_chunk([request], deadline)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code", "") != "ValidationException":
+                    raise
+                refused += 1
+                _log.warning("DynamoDB table %s refused one item: %s", self.table_name,
+                             exc.response.get("Error", {}).get("Message", ""))
+        if refused:
+            _log.warning("DynamoDB table %s: %d of %d items refused, the others written", self.table_name, refused,
+                         len(requests))
 
     # -- reads ----------------------------------------------------------------------------------------------------
 
@@ -311,3 +333,14 @@ def _log_of(item: dict[str, Any]) -> LogRecord:
         ts_us=int(item["ts_us"]["N"]), level=item["level"]["S"], function=item["fn"]["S"],
         message=item["message"]["S"], fields=json.loads(item["fields"]["S"]),
     )
+
+
+def _storable_span(span: Span) -> Span:
+    """DynamoDB strings are UTF-8: lone surrogates become U+FFFD before botocore serialises the item."""
+    return Span(span.trace_id, span.span_id, span.parent_span_id, span.kind, storable(span.name), span.start_us,
+                span.duration_us, span.status, storable_tree(span.attrs))
+
+
+def _storable_log(record: LogRecord) -> LogRecord:
+    return LogRecord(record.trace_id, record.span_id, record.ts_us, record.level, storable(record.function),
+                     storable(record.message), storable_tree(record.fields))

@@ -3,19 +3,27 @@
 One connection per thread (sqlite3 objects are not shared across threads), WAL
 so that ``flux trace`` can read while ``flux dev`` writes, and ``INSERT OR
 REPLACE`` keyed on (trace_id, span_id) so a retried write is idempotent.
+Strings are made storable first (lone surrogates replaced); if a batch still fails,
+it is written record by record, so one bad record never loses the others.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from functions.observability.store import SpanStore, TraceSummary, summary_of
 from functions.shared.local_io import open_sqlite
-from functions.shared.spans import LOG_LEVELS, LogRecord, Span
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span, is_request_row, storable, storable_tree
+
+_log = logging.getLogger("flux.observability")
+_SPAN_INSERT = "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+_LOG_INSERT = "INSERT INTO logs (trace_id, span_id, ts_us, level, function, message, fields) VALUES (?,?,?,?,?,?,?)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
@@ -67,27 +75,43 @@ class SqliteSpanStore(SpanStore):
         if not spans:
             return
         rows = [
-            (s.trace_id, s.span_id, s.parent_span_id, s.kind, s.name, s.start_us, s.duration_us, s.status,
-             str(s.attrs.get("function") or ""), 1 if s.parent_span_id is None or s.attrs.get("root") else 0,
-             json.dumps(s.attrs, default=str))
+            (s.trace_id, s.span_id, s.parent_span_id, storable(s.kind), storable(s.name), s.start_us, s.duration_us,
+             s.status, storable(str(s.attrs.get("function") or "")), 1 if is_request_row(s) else 0,
+             json.dumps(storable_tree(s.attrs), default=str))
             for s in spans
         ]
-        conn = self._connect()
-        with conn:
-            conn.execute("BEGIN")
-            conn.executemany("INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        self._insert(_SPAN_INSERT, rows, "span")
 
     def write_logs(self, logs: Sequence[LogRecord]) -> None:
         if not logs:
             return
-        rows = [(r.trace_id, r.span_id, r.ts_us, r.level, r.function, r.message, json.dumps(r.fields, default=str))
+        rows = [(r.trace_id, r.span_id, r.ts_us, r.level, storable(r.function), storable(r.message),
+                 json.dumps(storable_tree(r.fields), default=str))
                 for r in logs]
+        self._insert(_LOG_INSERT, rows, "log")
+
+    def _insert(self, sql: str, rows: list[tuple[Any, ...]], what: str) -> None:
         conn = self._connect()
-        with conn:
-            conn.execute("BEGIN")
-            conn.executemany(
-                "INSERT INTO logs (trace_id, span_id, ts_us, level, function, message, fields) VALUES (?,?,?,?,?,?,?)",
-                rows)
+        try:
+            with conn:
+                conn.execute("BEGIN")
+                conn.executemany(sql, rows)
+            return
+        except sqlite3.OperationalError:
+            raise  # locked, disk full, read-only: the buffered sink retries the whole batch
+        except (sqlite3.Error, ValueError, OverflowError, TypeError):
+            if len(rows) == 1:
+                raise
+        refused = 0
+        for row in rows:
+            try:
+                with conn:
+                    conn.execute(sql, row)
+            except (sqlite3.Error, ValueError, OverflowError, TypeError) as exc:
+                refused += 1
+                _log.warning("span store refused one %s record (%s); the rest of its batch is kept", what, exc)
+        if refused == len(rows):
+            raise ValueError(f"span store refused all {len(rows)} {what} records of a batch")
 
     def get_trace(self, trace_id: str) -> list[Span]:
         cur = self._connect().execute(

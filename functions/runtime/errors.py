@@ -17,6 +17,10 @@ class WorkerStartFailed(RuntimeFailure, RuntimeCrashed):
     """A Deno worker could not be started (502 runtime_crashed)."""
 
 
+class ProtocolViolation(RuntimeFailure, RuntimeCrashed):
+    """The worker sent a frame the bootstrap never sends (502 runtime_crashed); the worker is retired."""
+
+
 class WorkerTimedOut(RuntimeFailure, FunctionTimeout):
     """The invocation ran past timeout_ms; the worker was killed (504 function_timeout)."""
 

@@ -4,38 +4,66 @@
 An invocation gets a function span (child of the caller's span), runs in a
 worker from that function's pool under ``timeout_ms``, and has its RPC calls
 dispatched here: ``db.*`` to the Data Engine, ``queue.push`` to the queue,
-``secrets.get`` to the secrets store, ``function.invoke`` back into this class.
-Logs and custom spans the worker reports go to the sink, with the secret values
-handed out during the invocation redacted.
+``secrets.get`` to the secrets store (only names the function declares in its
+flux.json ``secrets``), ``function.invoke`` back into this class (with the
+callee's ``input_schema`` and auth rules applied).
+Everything the invocation writes — its logs and custom spans, and the spans of the
+engine and queue calls it makes — goes through a :class:`GuardedSink` that redacts
+every secret value ever handed to user code and bounds the request's volume.
+A function that returns with timers or calls still pending gets a short grace
+period; if they have not finished then, its worker is recycled and the trace says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from functions.gateway.validation import validate_input
 from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded
+from functions.runtime.guard import Budget, GuardedSink
 from functions.runtime.pool import WorkerPool
 from functions.runtime.ports import DbService, QueueService
-from functions.runtime.sandbox import deno_executable, worker_command
+from functions.runtime.sandbox import deno_executable, isolation, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
 from functions.shared.context import CallContext
-from functions.shared.errors import FluxError, FunctionError, UserError, ValidationFailed, error_for_code
+from functions.shared.errors import (
+    FluxError,
+    Forbidden,
+    FunctionError,
+    Unauthorized,
+    UserError,
+    ValidationFailed,
+    error_for_code,
+)
+from functions.shared.ids import new_span_id
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.secrets import SecretsStore
-from functions.shared.spans import LOG_LEVELS, LogRecord, Span, redact, start_span
+from functions.shared.spans import LOG_LEVELS, LogRecord, Span, now_us, redact, start_span
 
 _log = logging.getLogger("flux.runtime")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INVOKE_DEPTH = 8
+# How long work a function left scheduled (timers, unawaited calls) may run after it returned.
+POST_RETURN_GRACE_S = 0.2
+# Span attributes only Flux sets: user code may not mark its spans as request rows.
+_RESERVED_ATTRS = frozenset({"root"})
 
 
 class ServiceUnavailable(FluxError):
     status, code = 500, "service_unavailable"
+
+
+class SecretNotDeclared(Forbidden):
+    code = "secret_not_declared"
 
 
 @dataclass
@@ -61,6 +89,8 @@ class Services:
 class _Collected:
     call: CallContext
     function: str
+    spec: FunctionSpec
+    guard: GuardedSink
     depth: int = 0
     secrets: set[str] = field(default_factory=set)
 
@@ -78,6 +108,10 @@ class Runtime:
         # Every secret value ever handed to user code: a warm worker may keep one in a variable and log it
         # in a later request, so redaction cannot be limited to the request that fetched it.
         self._secret_values: set[str] = set()
+        # Each worker's protocol FIFO lives here (private to this process's user, removed on close).
+        self._channels = Path(tempfile.mkdtemp(prefix="flux-channels-"))
+        self.isolation = isolation()
+        self._background: set[asyncio.Task[None]] = set()
         self._build_pools(project)
 
     def _build_pools(self, project: Project) -> None:
@@ -91,7 +125,9 @@ class Runtime:
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:
             command = worker_command(spec, deno=self._deno, cache_dir=self._cache_dir, project_root=self.project.root,
-                                     deno_dir=self.options.deno_dir)
+                                     deno_dir=self.options.deno_dir,
+                                     channel=self._channels / f"{spec.name}-{os.urandom(8).hex()}.fifo",
+                                     namespace=self.isolation == "namespace")
             return DenoWorker(command, name=spec.name)
         return make
 
@@ -108,17 +144,21 @@ class Runtime:
         await self.start()
 
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.gather(*(pool.close() for pool in self._pools.values()), return_exceptions=True)
+        shutil.rmtree(self._channels, ignore_errors=True)
 
     def pool(self, name: str) -> WorkerPool:
         return self._pools[name]
 
     async def invoke(self, function: str, payload: Any, call: CallContext, *,
                      span_attrs: dict[str, Any] | None = None) -> Any:
-        return await self._invoke(function, payload, call, span_attrs, depth=0)
+        return await self._invoke(function, payload, call, span_attrs, depth=0, budget=Budget())
 
     async def _invoke(self, function: str, payload: Any, call: CallContext, span_attrs: dict[str, Any] | None,
-                      *, depth: int) -> Any:
+                      *, depth: int, budget: Budget) -> Any:
         spec = self.project.functions.get(function)
         pool = self._pools.get(function)
         if spec is None or pool is None:
@@ -128,12 +168,14 @@ class Runtime:
         span = start_span(call.trace_id, call.parent_span_id, "function", function, issued_us=call.issued_us,
                           function=function,
                           **(span_attrs or {}))
-        collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, call.sink,
-                                                call.auth), function=function, depth=depth,
+        guard = GuardedSink(call.sink, self._secret_values, budget)
+        collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, guard,
+                                                call.auth), function=function, spec=spec, guard=guard, depth=depth,
                                secrets=self._secret_values)
         try:
             value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
         except FluxError as exc:
+            self._redact_error(exc)
             self._finish(span, "error", collected, exc, cold=getattr(exc, "cold", None))
             raise
         except BaseException as exc:  # cancelled (the caller went away): still record what happened
@@ -168,13 +210,43 @@ class Runtime:
             except FluxError as exc:
                 exc.cold = cold  # type: ignore[attr-defined]
                 raise
-        finally:
+        except BaseException:
             await pool.release(worker)
-        if done.get("ok"):
-            return done.get("value"), cold
-        error = self._user_error(done.get("error") or {})
+            raise
+        if done.pending and worker.alive:
+            # Work is still scheduled: the caller gets its answer now, the worker rejoins the pool only
+            # once that work has run (or is recycled after the grace period).
+            task = asyncio.ensure_future(self._settle(pool, worker, invocation.id, done.pending, collected))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        else:
+            await pool.release(worker)
+        if done.ok:
+            return done.value, cold
+        error = self._user_error(done.error or {})
         error.cold = cold  # type: ignore[attr-defined]
         raise error
+
+    async def _settle(self, pool: WorkerPool, worker: DenoWorker, invocation_id: int, pending: int,
+                      collected: _Collected) -> None:
+        """Wait for post-return work; past the grace period, recycle the worker and say so in the trace."""
+        started = now_us()
+        try:
+            if not await worker.wait_idle(invocation_id, POST_RETURN_GRACE_S):
+                await worker.kill()
+                message = (f"worker recycled: {collected.function} returned with {pending} timer(s) or call(s) "
+                           f"still pending, still running {int(POST_RETURN_GRACE_S * 1000)} ms later; work after "
+                           "return is not allowed, so the worker was stopped and replaced")
+                sink = collected.call.sink
+                sink.write_spans([Span(collected.call.trace_id, new_span_id(),
+                                       collected.call.parent_span_id, "custom", "post-return work (worker recycled)",
+                                       started, now_us() - started, "error",
+                                       {"function": collected.function, "pending": pending,
+                                        "error.message": message})])
+                sink.write_logs([LogRecord(collected.call.trace_id, collected.call.parent_span_id, now_us(), "warn",
+                                           collected.function, message, {"pending": pending})])
+        finally:
+            await pool.release(worker)
 
     def _user_error(self, info: dict[str, Any]) -> FluxError:
         status = info.get("status")
@@ -199,9 +271,15 @@ class Runtime:
         error.details["message"] = message
         return error
 
+    def _redact_error(self, exc: FluxError) -> None:
+        """An error travels on (HTTP body, queue job error, DLQ, dev server line): no secret value in it."""
+        exc.message = redact(exc.message, self._secret_values)
+        exc.args = tuple(redact(a, self._secret_values) if isinstance(a, str) else a for a in exc.args)
+        exc.details = redact(exc.details, self._secret_values)
+
     def _finish(self, span: Any, status: str, collected: _Collected, error: FluxError | None, *,
                 cold: bool | None) -> None:
-        attrs: dict[str, Any] = {}
+        attrs: dict[str, Any] = dict(collected.guard.budget.summary()) if collected.depth == 0 else {}
         if cold is not None:
             attrs["cold"] = cold
         if error is not None:
@@ -211,8 +289,14 @@ class Runtime:
             for key in ("stack", "file", "line", "column", "name"):
                 if key in error.details:
                     attrs[f"error.{key}"] = error.details[key]
-        finished = span.finish(status, **redact(attrs, collected.secrets))
-        collected.call.sink.write_spans([finished])
+        finished = collected.guard.clean_span(span.finish(status, **attrs))
+        collected.guard.inner.write_spans([finished])  # never dropped: it is the invocation's own row
+        if attrs.get("logs.dropped") or attrs.get("spans.dropped"):
+            collected.guard.inner.write_logs([LogRecord(
+                collected.call.trace_id, span.span_id, now_us(), "warn", collected.function,
+                f"[truncated] this request went over its limits: {attrs.get('logs.dropped', 0)} log lines "
+                f"({attrs.get('logs.dropped_bytes', 0)} bytes) and {attrs.get('spans.dropped', 0)} spans dropped",
+                {})])
 
     async def _serve(self, method: str, params: Any, span_id: str, issued_us: int | None,
                      collected: _Collected) -> Any:
@@ -234,6 +318,11 @@ class Runtime:
             name = params.get("name") if isinstance(params, dict) else None
             if not isinstance(name, str) or not name:
                 raise ValidationFailed("ctx.secrets.get(name): name must be a non-empty string")
+            if name not in collected.spec.secrets:
+                folder = f"{self.project.config.functions_dir}/{collected.function}/flux.json"
+                raise SecretNotDeclared(
+                    f"ctx.secrets.get({name!r}): {collected.function} does not declare this secret; add "
+                    f"\"secrets\": {json.dumps([*collected.spec.secrets, name])} to {folder}")
             store = self.services.secrets
             value = await asyncio.to_thread(store.get, name) if store is not None else None
             if value:
@@ -244,8 +333,25 @@ class Runtime:
             target = args.get("function")
             if not isinstance(target, str):
                 raise ValidationFailed("ctx.function.invoke(name, payload): name must be a string")
-            return await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1)
+            self._check_invoke(target, args.get("payload"), collected)
+            return await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1,
+                                      budget=collected.guard.budget)
         raise ValidationFailed(f"unknown ctx call {method!r}")
+
+    def _check_invoke(self, target: str, payload: Any, collected: _Collected) -> None:
+        """ctx.function.invoke runs the callee with the caller's auth: the callee's auth mode must be met
+        by it (an anonymous caller cannot reach an api_key or jwt function) unless the callee is internal,
+        and the payload must pass the callee's input_schema, as it would over HTTP."""
+        spec = self.project.functions.get(target)
+        if spec is None:
+            raise FunctionNotFound(f"no function named {target!r}")
+        caller_auth = (collected.call.auth or {}).get("type", "none")
+        if spec.auth != "none" and not spec.internal and caller_auth != spec.auth:
+            raise Unauthorized(f"ctx.function.invoke({target!r}): {target} requires {spec.auth} auth and this "
+                               f"request has {caller_auth}; mark {target} \"internal\": true to allow calls from "
+                               "other functions whatever their caller")
+        if spec.config.input_schema is not None:
+            validate_input(spec.config.input_schema, payload)
 
     def _db(self) -> DbService:
         if self.services.db is None:
@@ -253,26 +359,25 @@ class Runtime:
         return self.services.db
 
     def _log(self, frame: dict[str, Any], collected: _Collected) -> None:
+        """A validated log frame (or a stray-output line) into the request's guarded sink."""
         level = str(frame.get("level") or "info")
+        fields = frame.get("fields")
         record = LogRecord(
             trace_id=collected.call.trace_id,
             span_id=str(frame.get("span") or collected.call.parent_span_id),
             ts_us=int(frame.get("ts_us") or 0),
             level=level if level in LOG_LEVELS else "info",
             function=collected.function,
-            message=redact(str(frame.get("message") or ""), collected.secrets),
-            fields=redact(frame.get("fields") if isinstance(frame.get("fields"), dict) else {}, collected.secrets),
+            message=str(frame.get("message") or ""),
+            fields=fields if isinstance(fields, dict) else {},
         )
-        collected.call.sink.write_logs([record])
+        collected.guard.write_logs([record])
 
     def _custom_span(self, frame: dict[str, Any], collected: _Collected) -> None:
-        try:
-            span = Span.from_dict({**frame, "trace_id": collected.call.trace_id})
-        except (KeyError, TypeError, ValueError):
-            return
+        """A validated span frame: never a request row, always under this invocation's trace."""
+        span = Span.from_dict({**frame, "trace_id": collected.call.trace_id})
         if not span.parent_span_id:
             span.parent_span_id = collected.call.parent_span_id
-        span.attrs = redact({**span.attrs, "function": collected.function}, collected.secrets)
-        if span.kind not in ("custom", "http"):
-            span.kind = "custom"
-        collected.call.sink.write_spans([span])
+        attrs = {k: v for k, v in span.attrs.items() if k not in _RESERVED_ATTRS}
+        span.attrs = {**attrs, "function": collected.function}
+        collected.guard.write_spans([span])

@@ -3,7 +3,8 @@
 This is the code a runtime Lambda runs for every HTTP request and the code
 ``flux dev`` runs behind its local gateway, so both behave the same:
 
-1. choose the trace id (incoming ``x-request-id`` / ``traceparent`` or a new one);
+1. make the trace id (always a fresh one; an incoming ``x-request-id`` / ``traceparent``
+   is recorded on the gateway span for correlation, see functions/shared/ids.py);
 2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
 3. enforce ``max_body_bytes``, parse the JSON body, merge path and query parameters,
    validate ``input_schema``;
@@ -45,7 +46,8 @@ class HttpPipeline:
 
     def set_project(self, project: Project) -> None:
         self.project = project
-        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()
+                              if not spec.internal}
 
     def function_for(self, event: dict[str, Any]) -> FunctionSpec | None:
         return self._by_route_key.get(str(event.get("routeKey") or ""))
@@ -64,8 +66,7 @@ class HttpPipeline:
             "http.route": spec.route if spec else str(event.get("routeKey") or ""),
             "request_id.source": incoming.source,
         }
-        if incoming.parent_span_id:
-            root_attrs["root"] = True
+        root_attrs.update(incoming.correlation())
         root_attrs.update(_gateway_attrs(context))
         span = start_span(trace_id, incoming.parent_span_id, "gateway", str(event.get("routeKey") or "unrouted"),
                           **root_attrs)

@@ -1,10 +1,14 @@
 """One Deno worker process and the host side of its RPC channel.
 
-The worker reads JSON lines on stdin and answers with frames on stdout
-(``\\x1eFLUX:<nonce> <json>``); anything else on stdout or stderr is stray output
-and becomes a log line of the invocation in progress. One invocation runs at a
-time; during it the worker may issue many RPC calls, which the host serves
-concurrently through the :class:`RpcHandler` the invocation brings.
+The worker reads JSON lines on stdin and answers with frames, one JSON line each,
+on a FIFO created here before the spawn, which only the bootstrap holds open (it
+drops its write permission before user code loads). Everything on stdout and
+stderr is therefore stray output and becomes a log line of the invocation in
+progress; no text user code prints can be taken for a frame. Every frame is
+validated (functions/runtime/frames.py); a malformed one fails the invocation in
+progress as a runtime error and retires the worker, and the reader keeps going.
+One invocation runs at a time; during it the worker may issue many RPC calls,
+which the host serves concurrently through the :class:`Invocation` it brings.
 """
 
 from __future__ import annotations
@@ -21,11 +25,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from functions.runtime.errors import OutputTooLarge, WorkerCrashed, WorkerStartFailed, WorkerTimedOut
+from functions.runtime.errors import OutputTooLarge, ProtocolViolation, WorkerCrashed, WorkerStartFailed, WorkerTimedOut
+from functions.runtime.frames import (
+    CallFrame,
+    DoneFrame,
+    FrameError,
+    IdleFrame,
+    LogFrame,
+    ReadyFrame,
+    SpanFrame,
+    parse_frame,
+)
 from functions.runtime.sandbox import WorkerCommand, limit_data
 
 _log = logging.getLogger("flux.runtime")
-_MARK = "\x1eFLUX:"
 _STREAM_LIMIT = 64 * 1024 * 1024
 
 
@@ -50,7 +63,11 @@ class DenoWorker:
         self.command = command
         self.name = name
         self.process: asyncio.subprocess.Process | None = None
-        self.nonce = os.urandom(12).hex()
+        self._channel_reader: asyncio.StreamReader | None = None
+        self._channel_transport: asyncio.ReadTransport | None = None
+        self._keepalive_fd: int | None = None
+        self._idle: dict[int, asyncio.Future[None]] = {}
+        self.pending_after_return = 0
         self.invocations_served = 0
         self.started_at = 0.0
         self.load_error: dict[str, Any] | None = None
@@ -71,22 +88,28 @@ class DenoWorker:
         loop = asyncio.get_running_loop()
         self._ready = loop.create_future()
         self.started_at = time.perf_counter()
+        await self._open_channel()
         # No preexec_fn: running Python between fork and exec can deadlock a threaded parent. The data
         # limit is set right after the spawn instead; it bounds every allocation the worker makes from then on.
-        self.process = await asyncio.create_subprocess_exec(
-            *self.command.argv,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=self.command.env, cwd=self.command.cwd, start_new_session=True, limit=_STREAM_LIMIT,
-        )
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.command.argv,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                env=self.command.env, cwd=self.command.cwd, start_new_session=True, limit=_STREAM_LIMIT,
+            )
+        except BaseException:
+            self._close_channel()
+            raise
         try:
             limit_data(self.process.pid, self.command.data_limit_bytes)
             self._readers = [
+                asyncio.create_task(self._read_channel(), name=f"{self.name}-channel"),
                 asyncio.create_task(self._read_stdout(), name=f"{self.name}-stdout"),
                 asyncio.create_task(self._read_stderr(), name=f"{self.name}-stderr"),
                 asyncio.create_task(self._watch_exit(), name=f"{self.name}-exit"),
             ]
             self._readers[0].add_done_callback(self._reader_stopped)
-            await self._send({"t": "hello", "nonce": self.nonce})
+            await self._send({"t": "hello"})
             ready = await asyncio.wait_for(asyncio.shield(self._ready), timeout_s)
         except (TimeoutError, WorkerCrashed) as exc:
             await self.kill()
@@ -95,9 +118,42 @@ class DenoWorker:
         except BaseException:  # cancelled mid-start (reload, shutdown): never leave the process behind
             await asyncio.shield(self.kill())
             raise
-        self.load_error = ready.get("error")
+        finally:
+            self._unlink_channel()
+        self.load_error = ready.error
 
-    async def invoke(self, input_value: Any, ctx: dict[str, Any], invocation: Invocation, timeout_s: float) -> Any:
+    async def _open_channel(self) -> None:
+        """Create the FIFO and hold both ends: the read end for frames, a write end so that the
+        FIFO never reads as closed before the worker opens it (its exit is seen by _watch_exit)."""
+        path = self.command.channel
+        if path is None:
+            raise WorkerStartFailed(f"the worker for {self.name} has no protocol channel")
+        os.mkfifo(path, 0o600)
+        read_fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self._keepalive_fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_STREAM_LIMIT)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                    os.fdopen(read_fd, "rb", buffering=0))
+        self._channel_reader, self._channel_transport = reader, transport
+
+    def _unlink_channel(self) -> None:
+        if self.command.channel is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.command.channel)
+
+    def _close_channel(self) -> None:
+        self._unlink_channel()
+        if self._keepalive_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._keepalive_fd)
+            self._keepalive_fd = None
+        if self._channel_transport is not None:
+            self._channel_transport.close()
+            self._channel_transport = None
+
+    async def invoke(self, input_value: Any, ctx: dict[str, Any], invocation: Invocation,
+                     timeout_s: float) -> DoneFrame:
         """Run one invocation; returns the ``done`` frame. Raises WorkerTimedOut / WorkerCrashed."""
         if not self.alive:
             raise WorkerCrashed(f"the worker for {self.name} is not running")
@@ -105,10 +161,14 @@ class DenoWorker:
         try:
             await self._send({"t": "invoke", "id": invocation.id, "input": input_value, "ctx": ctx})
             try:
-                return await asyncio.wait_for(asyncio.shield(invocation.done), timeout_s)
+                done: DoneFrame = await asyncio.wait_for(asyncio.shield(invocation.done), timeout_s)
             except TimeoutError:
                 await self.kill()
                 raise WorkerTimedOut(timeout_s) from None
+            self.pending_after_return = done.pending
+            if done.pending:
+                self._idle[invocation.id] = asyncio.get_running_loop().create_future()
+            return done
         finally:
             self.invocations_served += 1
             for task in list(invocation.tasks):
@@ -118,6 +178,20 @@ class DenoWorker:
                 # so this worker must not serve anyone else.
                 await asyncio.shield(self.kill())
             self._current = None
+
+    async def wait_idle(self, invocation_id: int, grace_s: float) -> bool:
+        """After a ``done`` that left work scheduled: True once the bootstrap reports it all ran,
+        False if it is still running after ``grace_s`` (the caller then recycles this worker)."""
+        waiter = self._idle.get(invocation_id)
+        if waiter is None:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), grace_s)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._idle.pop(invocation_id, None)
 
     def next_invocation_id(self) -> int:
         self._next_id += 1
@@ -144,6 +218,7 @@ class DenoWorker:
             await asyncio.wait_for(process.wait(), 5)
         self.returncode = process.returncode
         self._exited.set()
+        self._close_channel()
         current = self._current
         if current is not None and not current.done.done():
             current.done.set_exception(WorkerCrashed("the Deno worker was stopped (reload or shutdown)"))
@@ -152,10 +227,10 @@ class DenoWorker:
                 task.cancel()
 
     def _reader_stopped(self, task: asyncio.Task[None]) -> None:
-        """The stdout reader must never stop while the process lives; if it does, the worker is unusable."""
+        """The channel reader must never stop while the process lives; if it does, the worker is unusable."""
         if task.cancelled() or task.exception() is None:
             return
-        _log.error("the stdout reader of %s failed: %r", self.name, task.exception())
+        _log.error("the channel reader of %s failed: %r", self.name, task.exception())
         current = self._current
         if current is not None and not current.done.done():
             current.done.set_exception(WorkerCrashed("the worker's output could not be read"))
@@ -172,37 +247,50 @@ class DenoWorker:
             except (BrokenPipeError, ConnectionResetError) as exc:
                 raise WorkerCrashed(f"the worker for {self.name} closed its input") from exc
 
+    async def _read_channel(self) -> None:
+        reader = self._channel_reader
+        assert reader is not None
+        while True:
+            try:
+                raw = await reader.readline()
+            except ValueError:  # a line longer than the stream limit: the invocation's output is unreadable
+                await reader.read(_STREAM_LIMIT)
+                self._fail_current(OutputTooLarge(
+                    f"the function wrote a message over {_STREAM_LIMIT // (1024 * 1024)} MiB "
+                    "(return value or log line)"))
+                continue
+            if not raw:
+                return
+            try:
+                data = json.loads(raw)
+            except RecursionError:  # nested too deep for the parser
+                self._too_deep(raw[:200].decode("utf-8", "replace"))
+                continue
+            except ValueError:
+                self._protocol_violation("a frame from the worker is not JSON")
+                continue
+            try:
+                frame = parse_frame(data)
+            except FrameError as exc:
+                self._protocol_violation(str(exc))
+                continue
+            self._on_frame(frame)
+
     async def _read_stdout(self) -> None:
+        """User code's own stdout: every line is stray output, logged with the invocation."""
         assert self.process is not None and self.process.stdout is not None
         stream = self.process.stdout
-        marker = f"{_MARK}{self.nonce} "
         while True:
             try:
                 raw = await stream.readline()
-            except ValueError:  # a line longer than the stream limit: the invocation's output is unreadable
-                await stream.read(_STREAM_LIMIT)
-                current = self._current
-                if current is not None and not current.done.done():
-                    current.done.set_exception(OutputTooLarge(
-                        f"the function wrote a message over {_STREAM_LIMIT // (1024 * 1024)} MiB "
-                        "(return value or log line)"))
+            except ValueError:  # a line over the stream limit (already discarded by the reader)
+                self._stray(f"[a stdout line over {_STREAM_LIMIT // (1024 * 1024)} MiB was dropped]", "warn")
                 continue
             if not raw:
                 return
             line = raw.decode("utf-8", "replace").rstrip("\n")
-            index = line.find(marker)
-            if index < 0:
-                if line.strip():
-                    self._stray(line, "info")
-                continue
-            if index > 0 and line[:index].strip():
-                self._stray(line[:index], "info")
-            try:
-                frame = json.loads(line[index + len(marker):])
-            except (ValueError, RecursionError):  # not JSON, or nested too deep for the parser
-                self._too_deep(line)
-                continue
-            self._on_frame(frame)
+            if line.strip():
+                self._stray(line, "info")
 
     async def _read_stderr(self) -> None:
         assert self.process is not None and self.process.stderr is not None
@@ -238,6 +326,18 @@ class DenoWorker:
             return f"the Deno worker was killed by signal {-code}"
         return f"the Deno worker exited with code {code}"
 
+    def _fail_current(self, error: Exception) -> None:
+        current = self._current
+        if current is not None and not current.done.done():
+            current.done.set_exception(error)
+
+    def _protocol_violation(self, message: str) -> None:
+        """A frame the bootstrap would never send: fail the invocation, retire the worker, keep reading."""
+        _log.warning("worker %s: %s", self.name, message)
+        self._fail_current(ProtocolViolation(message))
+        if self.alive and not getattr(self, "_retiring", None):
+            self._retiring = asyncio.ensure_future(self.kill())
+
     def _too_deep(self, line: str) -> None:
         current = self._current
         if current is None:
@@ -256,34 +356,35 @@ class DenoWorker:
         else:
             _log.debug("[%s] %s", self.name, text)
 
-    def _on_frame(self, frame: dict[str, Any]) -> None:
-        kind = frame.get("t")
-        if kind == "ready":
+    def _on_frame(self, frame: Any) -> None:
+        if isinstance(frame, ReadyFrame):
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(frame)
             return
+        if isinstance(frame, IdleFrame):
+            waiter = self._idle.get(frame.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+            return
         current = self._current
-        if current is None or frame.get("inv", frame.get("id")) != current.id:
+        if current is None or (frame.id if isinstance(frame, DoneFrame) else frame.inv) != current.id:
             return  # late output of an invocation that already ended
-        if kind == "done":
+        if isinstance(frame, DoneFrame):
             if not current.done.done():
                 current.done.set_result(frame)
-        elif kind == "log":
-            current.on_log(frame)
-        elif kind == "span":
-            current.on_span(frame.get("span") or {})
-        elif kind == "call":
+        elif isinstance(frame, LogFrame):
+            current.on_log(frame.model_dump())
+        elif isinstance(frame, SpanFrame):
+            current.on_span(frame.span.model_dump())
+        elif isinstance(frame, CallFrame):
             task = asyncio.create_task(self._serve_call(current, frame))
             current.tasks.add(task)
             task.add_done_callback(current.tasks.discard)
 
-    async def _serve_call(self, invocation: Invocation, frame: dict[str, Any]) -> None:
-        reply: dict[str, Any] = {"t": "reply", "id": frame.get("id")}
+    async def _serve_call(self, invocation: Invocation, frame: CallFrame) -> None:
+        reply: dict[str, Any] = {"t": "reply", "id": frame.id}
         try:
-            method, span = str(frame.get("method")), str(frame.get("span") or "")
-            issued = frame.get("ts_us")
-            value = await invocation.on_call(method, frame.get("params"), span,
-                                             issued if isinstance(issued, int) else None)
+            value = await invocation.on_call(frame.method, frame.params, frame.span, frame.ts_us)
             reply.update(ok=True, value=value)
         except asyncio.CancelledError:
             raise
@@ -292,7 +393,7 @@ class DenoWorker:
             code = getattr(exc, "code", "internal_error")
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             if not getattr(exc, "status", None):
-                _log.exception("RPC %s failed", frame.get("method"))
+                _log.exception("RPC %s failed", frame.method)
             error: dict[str, Any] = {"status": status, "code": code, "message": message}
             retry_after = (getattr(exc, "headers", None) or {}).get("Retry-After") or \
                 (getattr(exc, "headers", None) or {}).get("retry-after")

@@ -27,6 +27,10 @@ class HttpRequest:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     source_ip: str = "127.0.0.1"
+    # The path as sent, still percent-encoded (ASGI's raw_path). Routing splits this one on "/" and
+    # decodes each parameter once, so "%2F" stays inside its segment and "%252F" becomes "%2F".
+    # None (the in-process test client): ``path`` is taken as sent.
+    raw_path: str | None = None
 
     def header(self, name: str) -> str | None:
         lname = name.lower()
@@ -34,6 +38,10 @@ class HttpRequest:
             if key.lower() == lname:
                 return value
         return None
+
+    @property
+    def routing_path(self) -> str:
+        return self.raw_path if self.raw_path is not None else self.path
 
 
 @dataclass(slots=True)

@@ -1,8 +1,11 @@
 """Trace and span ids, and how an incoming request may choose its own trace id.
 
-The trace id is the request id: 32 lowercase hex characters. A caller may pass
-one in ``x-request-id`` (32 hex, or a UUID whose dashes are dropped) or in a W3C
-``traceparent`` header; anything else is ignored and a fresh id is made.
+The trace id is the request id: 32 lowercase hex characters, always made here.
+A caller may pass its own id in ``x-request-id`` (32 hex, or a UUID whose dashes
+are dropped) or a W3C ``traceparent``; it is kept for correlation (the gateway span
+records it as ``correlation.*`` attributes) but never becomes the trace id, because
+trace ids are where spans are stored: a caller choosing one could write its spans
+into another request's trace, or hide them there.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -40,8 +43,17 @@ def is_trace_id(value: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class IncomingTrace:
     trace_id: str
-    parent_span_id: str | None = None
-    source: str = "generated"  # "x-request-id" | "traceparent" | "generated"
+    parent_span_id: str | None = None  # never set from a header (see the module docstring)
+    source: str = "generated"  # what the caller sent: "x-request-id" | "traceparent" | "generated"
+    caller_request_id: str | None = None
+    caller_trace_id: str | None = None
+    caller_parent_id: str | None = None
+
+    def correlation(self) -> dict[str, str]:
+        """Gateway span attributes that tie this trace to the caller's own ids."""
+        attrs = {"correlation.request_id": self.caller_request_id, "correlation.trace_id": self.caller_trace_id,
+                 "correlation.parent_span_id": self.caller_parent_id}
+        return {k: v for k, v in attrs.items() if v}
 
 
 def parse_request_id(value: str | None) -> str | None:
@@ -67,12 +79,10 @@ def parse_traceparent(value: str | None) -> tuple[str, str] | None:
     return trace_id, parent_id
 
 
-def incoming_trace(headers: Mapping[str, str]) -> IncomingTrace:
-    """Choose the trace id of a request from its (lower-cased) headers."""
+def incoming_trace(headers: Mapping[str, str], *, new_id: Callable[[], str] = new_trace_id) -> IncomingTrace:
+    """A fresh trace id for a request, with the caller's valid ids (from lower-cased headers) kept aside."""
     request_id = parse_request_id(headers.get("x-request-id"))
-    if request_id:
-        return IncomingTrace(request_id, None, "x-request-id")
     parent = parse_traceparent(headers.get("traceparent"))
-    if parent:
-        return IncomingTrace(parent[0], parent[1], "traceparent")
-    return IncomingTrace(new_trace_id())
+    source = "x-request-id" if request_id else "traceparent" if parent else "generated"
+    return IncomingTrace(new_id(), None, source, request_id, parent[0] if parent else None,
+                         parent[1] if parent else None)

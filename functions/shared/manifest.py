@@ -17,6 +17,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from functions.shared.errors import FluxError
+from functions.shared.links import function_read_roots, link_problems
+from functions.shared.netdeny import DENIED_NAMES, is_denied
+from functions.shared.secrets import SECRET_NAME
 
 AuthMode = Literal["none", "api_key", "jwt"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -24,7 +27,7 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _SEGMENT = r"(?:[A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
 _ROUTE = re.compile(rf"^/$|^(?:/{_SEGMENT})+$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
-_HOST = re.compile(r"^(?:\*\.)?[A-Za-z0-9.-]+(?::\d{1,5})?$")
+_HOST = re.compile(r"^(?:(?:\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
 def _ip_literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -85,8 +88,17 @@ class FunctionConfig(_Model):
     ordering: Ordering | None = None
     allow_net: list[str] = Field(default_factory=list)
     input_schema: dict[str, Any] | None = None
+    # Secret names ctx.secrets.get may read; None means the project's default list.
+    secrets: list[str] | None = None
+    # Internal functions have no public route: only ctx.function.invoke and the queue reach them.
+    internal: bool = False
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str] | None) -> list[str] | None:
+        return _check_secret_names(value)
 
     @field_validator("route")
     @classmethod
@@ -101,16 +113,23 @@ class FunctionConfig(_Model):
         for host in value:
             if not _HOST.match(host):
                 raise ValueError(f"{host!r} is not a host name (optionally with :port)")
-            if host.count(":") == 1 and not 1 <= int(host.rsplit(":", 1)[1]) <= 65535:
+            if host.startswith("["):  # an IPv6 literal, [addr] or [addr]:port
+                bare, _, rest = host[1:].partition("]")
+                port = rest[1:] if rest.startswith(":") else None
+                if _ip_literal(bare) is None:
+                    raise ValueError(f"{host!r} is not an IPv6 address")
+            else:
+                bare, _, port = host.partition(":") if host.count(":") == 1 else (host, "", None)
+            if port is not None and not 1 <= int(port) <= 65535:
                 raise ValueError(f"{host!r}: the port must be from 1 to 65535")
-            bare = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-            if bare.lower() in {"localhost", "localhost.localdomain"}:
+            if bare.lower() in DENIED_NAMES:
                 raise ValueError(f"{host!r}: loopback hosts are always denied")
             address = _ip_literal(bare)
             if address is None:
                 continue
-            if not address.is_global:
-                raise ValueError(f"{host!r}: private, loopback and link-local addresses are always denied")
+            if is_denied(address):
+                raise ValueError(f"{host!r}: special-purpose addresses (private, loopback, link-local, "
+                                 "documentation, CGNAT, benchmarking, multicast, reserved) are always denied")
         return value
 
     @field_validator("input_schema")
@@ -188,6 +207,28 @@ class Observability(_Model):
     tracing: bool = True
 
 
+class Gateway(_Model):
+    # Peers (IPs or CIDRs) whose X-Forwarded-For is believed; without any, forwarding headers are ignored.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR") from None
+        return value
+
+
+def _check_secret_names(value: list[str] | None) -> list[str] | None:
+    for name in value or []:
+        if not SECRET_NAME.match(name):
+            raise ValueError(f"{name!r} is not a secret name (letters, digits, '_', '.', '-', max 128)")
+    return value
+
+
 class Limits(_Model):
     max_body_bytes: int = Field(1_048_576, ge=1, le=10 * 1_048_576)
 
@@ -201,6 +242,14 @@ class ProjectConfig(_Model):
     database: Database = Database()
     observability: Observability = Observability()
     limits: Limits = Limits()
+    gateway: Gateway = Gateway()
+    # The secrets every function may read unless its flux.json lists its own.
+    secrets: list[str] = Field(default_factory=list)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_names(cls, value: list[str]) -> list[str]:
+        return _check_secret_names(value) or []
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -230,10 +279,15 @@ class FunctionSpec(BaseModel):
     method: str
     auth: AuthMode
     rate_limit: RateLimit | None
+    secrets: tuple[str, ...] = ()
 
     @property
     def is_async(self) -> bool:
         return self.config.async_
+
+    @property
+    def internal(self) -> bool:
+        return self.config.internal
 
 
 class Project(BaseModel):
@@ -308,6 +362,14 @@ def load_project(root: str | Path) -> Project:
         if not entry.is_file():
             problems.append(f"{_relative(entry, root)}: missing (every function folder needs an index.ts)")
             continue
+        if folder.is_symlink():
+            problems.append(f"{_relative(folder, root)}: a function folder may not be a symbolic link "
+                            f"(it points to {folder.resolve()}); move the folder here instead")
+            continue
+        links = link_problems(folder, function_read_roots(folder, root), shown_from=root)
+        if links:
+            problems.extend(links)
+            continue
         data: Any = {}
         if config_file.is_file():
             try:
@@ -325,18 +387,22 @@ def load_project(root: str | Path) -> Project:
             continue
         route = config.route or f"/{name}"
         key = (config.method, _route_pattern(route))
-        if key in routes:
+        if key in routes and not config.internal:
             problems.append(f"{_relative(config_file, root)}: field 'route': {config.method} {route} "
                             f"is already the route of function '{routes[key]}'")
             continue
-        routes[key] = name
+        if not config.internal:
+            routes[key] = name
         specs[name] = FunctionSpec(
             name=name, directory=folder, entry=entry, config=config, route=route, method=config.method,
             auth=config.auth or project.auth.default,
             rate_limit=config.rate_limit or project.rate_limit,
+            secrets=tuple(config.secrets if config.secrets is not None else project.secrets),
         )
         if specs[name].auth == "jwt" and project.auth.jwt is None:
             problems.append(f"{_relative(config_file, root)}: field 'auth': \"jwt\" needs 'auth.jwt' in flux.json")
+    if (root / "lib").is_dir():
+        problems.extend(link_problems(root / "lib", [root / "lib"], shown_from=root))
     if project.auth.default == "jwt" and project.auth.jwt is None:
         problems.append("flux.json: field 'auth.jwt': the default auth mode is \"jwt\" but no jwt settings are given")
     if problems:

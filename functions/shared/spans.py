@@ -199,7 +199,7 @@ class SafeSink(SpanSink):
 
 
 def redact(value: Any, secrets: Iterable[str]) -> Any:
-    """Replace every occurrence of a secret value inside strings of ``value``."""
+    """Replace every occurrence of a secret value inside strings of ``value``, dict keys included."""
     # Longest first, so a secret that starts with another is not half-replaced.
     needles = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
     if not needles:
@@ -214,7 +214,37 @@ def _redact(value: Any, needles: list[str]) -> Any:
                 value = value.replace(needle, "[redacted]")
         return value
     if isinstance(value, dict):
-        return {k: _redact(v, needles) for k, v in value.items()}
+        return {(_redact(k, needles) if isinstance(k, str) else k): _redact(v, needles) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_redact(v, needles) for v in value]
+    return value
+
+
+def is_request_row(span: Span) -> bool:
+    """Whether a span starts a row of the traces list: a span without parent, or a gateway span that
+    continues a caller's trace (``root``). Only the gateway and the queue write such spans."""
+    return span.parent_span_id is None or (span.kind in ("gateway", "queue") and bool(span.attrs.get("root")))
+
+
+def storable(text: str) -> str:
+    """``text`` with lone UTF-16 surrogates replaced by U+FFFD: UTF-8 (SQLite, DynamoDB) cannot hold them.
+
+    They arrive from JSON (``"\\ud800"`` decodes to one); a well-formed surrogate pair is joined into
+    the character it encodes.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def storable_tree(value: Any) -> Any:
+    """:func:`storable` applied to every string (keys too) inside a JSON-like value."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_tree(v) for v in value]
     return value

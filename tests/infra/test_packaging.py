@@ -111,3 +111,25 @@ def test_bundled_functions_load_from_the_vendored_cache_without_network(shop_pro
                             check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"loaded {len(entries)}" in result.stdout
+
+
+def test_packaging_refuses_a_link_out_of_a_function_folder(tmp_path):
+    """Issue #14 (1): the bundle would carry the link's target (e.g. .flux/secrets.db); refused before any build."""
+    import json
+
+    from functions.shared.links import LinkOutsideFunction
+
+    root = tmp_path / "app"
+    (root / "functions" / "f").mkdir(parents=True)
+    (root / "flux.json").write_text(json.dumps({"name": "app"}))
+    (root / "functions" / "f" / "index.ts").write_text("export default async () => 1;")
+    project = load_project(root)
+    (root / ".flux").mkdir()
+    (root / ".flux" / "secrets.db").write_text("secret")
+    (root / "functions" / "f" / "state").symlink_to(root / ".flux")
+    os.link(root / ".flux" / "secrets.db", root / "functions" / "f" / "copy.db")
+    with pytest.raises(LinkOutsideFunction) as caught:
+        build_asset("runtime", project, cache=tmp_path / "cache")
+    message = str(caught.value)
+    assert "functions/f/state: symbolic link" in message and "functions/f/copy.db: hard link" in message
+    assert not (tmp_path / "cache").exists()

@@ -1,11 +1,28 @@
 // Flux worker bootstrap: loads one user function and serves invocations from the Python host.
 //
-// Protocol. The host writes JSON lines to stdin. The worker answers with frames on stdout:
-// one line each, "\x1eFLUX:<nonce> <json>". The nonce comes in the first stdin message, so
-// whatever user code prints (console.* is captured as logs; a raw Deno.stdout write becomes a
-// stray-output log line) cannot be mistaken for a frame. One invocation runs at a time; inside
-// it, user code may have many RPC calls (ctx.db.query, ...) in flight, matched by id.
+// Protocol. The host writes JSON lines to stdin. The worker answers with frames, one JSON line
+// each, on a FIFO the host created for this worker (its path is argument 4). The bootstrap opens
+// the FIFO and then revokes its own write permission, before any user code loads: user code has
+// no handle to the channel and cannot open it, so whatever it writes to stdout or stderr (or
+// patches: Deno.stdout, TextEncoder, JSON, Function.prototype, ...) can only become a stray log
+// line, never a frame. The functions used to build and write frames are captured here, first.
+// One invocation runs at a time; inside it, user code may have many RPC calls (ctx.db.query,
+// ...) in flight, matched by id.
 import { AsyncLocalStorage } from "node:async_hooks";
+
+// Primordials: captured before user code exists, called without any lookup user code can patch.
+const apply = Reflect.apply;
+const stringify = JSON.stringify;
+const parseJson = JSON.parse;
+const encode = TextEncoder.prototype.encode;
+const subarray = Uint8Array.prototype.subarray;
+const writeSync = Deno.FsFile.prototype.writeSync;
+const createNull = Object.create;
+const assign = Object.assign;
+const realSetTimeout = globalThis.setTimeout;
+const realSetInterval = globalThis.setInterval;
+const realClearTimeout = globalThis.clearTimeout;
+const realClearInterval = globalThis.clearInterval;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 interface Scope { inv: number; spanId: string }
@@ -14,26 +31,84 @@ interface Pending { resolve: (value: any) => void; reject: (error: unknown) => v
 const entryUrl = Deno.args[0];
 const functionName = Deno.args[1] ?? "function";
 const functionDir = Deno.args[2] ?? "";
+const channelPath = Deno.args[3] ?? "";
+if (!channelPath) {
+  console.error("flux bootstrap: no protocol channel given (argument 4)");
+  Deno.exit(70);
+}
+const channel = Deno.openSync(channelPath, { write: true });
+Deno.permissions.revokeSync({ name: "write", path: channelPath });
 const encoder = new TextEncoder();
-const stdout = Deno.stdout;
 const scope = new AsyncLocalStorage<Scope>();
 const pending = new Map<number, Pending>();
-let nonce = "";
 const MAX_RESULT_CHARS = 32 * 1024 * 1024;  // well under the host's 64 MiB frame limit
+// Per-line bounds applied here so a huge log line never crosses the channel (the host enforces
+// the per-request totals whatever arrives).
+const MAX_LOG_MESSAGE_CHARS = 16 * 1024;
+const MAX_FIELDS_CHARS = 64 * 1024;
 let nextCallId = 1;
 let currentInv = 0;
 
-function writeFrame(frame: Record<string, unknown>): void {
+function frameOf(fields: Record<string, unknown>): Record<string, unknown> {
+  // No prototype: an Object.prototype.toJSON planted by user code cannot replace the frame.
+  return assign(createNull(null), fields);
+}
+
+function writeFrame(fields: Record<string, unknown>): void {
+  const frame = frameOf(fields);
   let line: string;
   try {
-    line = JSON.stringify(frame);
+    line = apply(stringify, JSON, [frame]);
   } catch (_err) {
-    line = JSON.stringify({ ...frame, value: undefined, fields: undefined, unserializable: true });
+    line = apply(stringify, JSON, [assign(frame, { value: undefined, fields: undefined, unserializable: true })]);
   }
-  const bytes = encoder.encode(`\n\x1eFLUX:${nonce} ${line}\n`);
+  const bytes: Uint8Array = apply(encode, encoder, [`${line}\n`]);
   let written = 0;
-  while (written < bytes.length) written += stdout.writeSync(bytes.subarray(written));
+  while (written < bytes.length) written += apply(writeSync, channel, [apply(subarray, bytes, [written])]);
 }
+
+// Timers user code starts are counted, so the host learns when an invocation returned while work
+// was still scheduled (it then waits a grace period and recycles the worker).
+const liveTimers = new Set<number>();
+let settlingInv = 0;
+
+function pendingWork(): number {
+  return liveTimers.size + pending.size;
+}
+
+function maybeIdle(): void {
+  if (settlingInv && pendingWork() === 0) {
+    const inv = settlingInv;
+    settlingInv = 0;
+    writeFrame({ t: "idle", id: inv });
+  }
+}
+
+(globalThis as any).setTimeout = (fn: unknown, ms?: number, ...args: unknown[]) => {
+  const id: number = apply(realSetTimeout, globalThis, [(...a: unknown[]) => {
+    liveTimers.delete(id);
+    try {
+      if (typeof fn === "function") apply(fn, globalThis, a);
+    } finally {
+      maybeIdle();
+    }
+  }, ms, ...args]);
+  liveTimers.add(id);
+  return id;
+};
+(globalThis as any).setInterval = (fn: unknown, ms?: number, ...args: unknown[]) => {
+  const id: number = apply(realSetInterval, globalThis, [fn, ms, ...args]);
+  liveTimers.add(id);
+  return id;
+};
+(globalThis as any).clearTimeout = (id?: number) => {
+  apply(realClearTimeout, globalThis, [id]);
+  if (id !== undefined && liveTimers.delete(id)) maybeIdle();
+};
+(globalThis as any).clearInterval = (id?: number) => {
+  apply(realClearInterval, globalThis, [id]);
+  if (id !== undefined && liveTimers.delete(id)) maybeIdle();
+};
 
 function nowUs(): number {
   return Math.round((performance.timeOrigin + performance.now()) * 1000);
@@ -55,7 +130,7 @@ class FluxError extends Error {
       throw new TypeError(`FluxError status must be an integer from 400 to 599, got ${status}`);
     }
     if (typeof code !== "string" || !/^[a-z][a-z0-9_]{0,63}$/.test(code)) {
-      throw new TypeError(`FluxError code must be snake_case, got ${JSON.stringify(code)}`);
+      throw new TypeError(`FluxError code must be snake_case, got ${apply(stringify, JSON, [code])}`);
     }
     // Read-only, so the status the host sees is the one that was validated here.
     Object.defineProperty(this, "status", { value: status, enumerable: true });
@@ -76,15 +151,20 @@ function formatArgs(args: unknown[]): string {
 function toFields(value: unknown): Json {
   if (value === undefined || value === null) return {};
   try {
-    return JSON.parse(JSON.stringify(value));
+    const text: string = apply(stringify, JSON, [value]);
+    if (text === undefined) return {};
+    if (text.length > MAX_FIELDS_CHARS) return { "flux.truncated": `fields of ${text.length} characters dropped` };
+    return apply(parseJson, JSON, [text]);
   } catch (_err) {
-    return { value: Deno.inspect(value, { depth: 4, colors: false }) };
+    return { value: Deno.inspect(value, { depth: 4, colors: false }).slice(0, MAX_FIELDS_CHARS) };
   }
 }
 
 function emitLog(level: string, message: string, fields: unknown): void {
   const s = currentScope();
-  writeFrame({ t: "log", inv: s.inv, span: s.spanId, ts_us: nowUs(), level, message, fields: toFields(fields) });
+  const text = message.length > MAX_LOG_MESSAGE_CHARS
+    ? `${message.slice(0, MAX_LOG_MESSAGE_CHARS)}... [truncated: ${message.length} characters]` : message;
+  writeFrame({ t: "log", inv: s.inv, span: s.spanId, ts_us: nowUs(), level, message: text, fields: toFields(fields) });
 }
 
 const consoleLevels: Record<string, string> = { log: "info", info: "info", debug: "debug", warn: "warn", error: "error", trace: "debug" };
@@ -96,7 +176,10 @@ function call(method: string, params: unknown): Promise<any> {
   const s = currentScope();
   const id = nextCallId++;
   return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject });
+    pending.set(id, {
+      resolve: (v) => { resolve(v); maybeIdle(); },
+      reject: (e) => { reject(e); maybeIdle(); },
+    });
     writeFrame({ t: "call", id, inv: s.inv, span: s.spanId, ts_us: nowUs(), method, params: params as Json });
   });
 }
@@ -169,8 +252,12 @@ function makeCtx(message: any) {
       push: (name: string, payload?: unknown, options?: Record<string, unknown>) =>
         call("queue.push", { function: name, payload: payload ?? null, options: options ?? {} }),
     }),
-    span: <T>(name: string, fn: () => Promise<T> | T, attrs?: Record<string, unknown>) =>
-      withSpan("custom", String(name), attrs ?? {}, async () => await fn()),
+    span: <T>(name: string, fn: () => Promise<T> | T, attrs?: Record<string, unknown>) => {
+      if (attrs && typeof attrs === "object" && Object.hasOwn(attrs, "root")) {
+        throw new TypeError("ctx.span: the 'root' attribute is reserved (only the gateway and the queue start requests)");
+      }
+      return withSpan("custom", String(name), attrs ?? {}, async () => await fn());
+    },
     fetch: (input: string | URL | Request, init?: RequestInit) => {
       const url = new URL(input instanceof Request ? input.url : String(input));
       const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
@@ -212,7 +299,7 @@ async function invoke(message: any): Promise<void> {
   const inv = message.id as number;
   currentInv = inv;
   if (!handler) {
-    writeFrame({ t: "done", id: inv, ok: false, error: loadError });
+    finish(inv, { ok: false, error: loadError });
     return;
   }
   try {
@@ -220,25 +307,32 @@ async function invoke(message: any): Promise<void> {
     const value = await scope.run({ inv, spanId: message.ctx?.spanId ?? "" }, async () => await handler!(message.input, ctx));
     let text: string;
     try {
-      text = value === undefined ? "null" : JSON.stringify(value);
+      text = value === undefined ? "null" : apply(stringify, JSON, [value]);
     } catch (err) {
-      writeFrame({ t: "done", id: inv, ok: false, error: { status: 500, code: "function_error", message: `the return value is not JSON: ${(err as Error).message}` } });
+      finish(inv, { ok: false, error: { status: 500, code: "function_error", message: `the return value is not JSON: ${(err as Error).message}` } });
       return;
     }
     if (text.length > MAX_RESULT_CHARS) {
-      writeFrame({ t: "done", id: inv, ok: false, error: { status: 500, code: "function_error", message: `the return value is ${Math.round(text.length / 1048576)} MiB of JSON; the limit is ${MAX_RESULT_CHARS / 1048576} MiB` } });
+      finish(inv, { ok: false, error: { status: 500, code: "function_error", message: `the return value is ${Math.round(text.length / 1048576)} MiB of JSON; the limit is ${MAX_RESULT_CHARS / 1048576} MiB` } });
       return;
     }
-    writeFrame({ t: "done", id: inv, ok: true, value: JSON.parse(text) });
+    finish(inv, { ok: true, value: apply(parseJson, JSON, [text]) });
   } catch (err) {
-    writeFrame({ t: "done", id: inv, ok: false, error: describeError(err) });
+    finish(inv, { ok: false, error: describeError(err) });
   }
+}
+
+// The done frame says how much work user code left scheduled; when some, an "idle" frame follows
+// once it has all run (the host recycles the worker if that does not happen within a grace period).
+function finish(inv: number, outcome: Record<string, unknown>): void {
+  const left = pendingWork();
+  settlingInv = left ? inv : 0;
+  writeFrame({ t: "done", id: inv, pending: left, ...outcome });
 }
 
 function onMessage(message: any): void {
   switch (message.t) {
     case "hello":
-      nonce = String(message.nonce);
       load();
       break;
     case "invoke":
@@ -287,7 +381,7 @@ for await (const chunk of Deno.stdin.readable) {
   while ((newline = buffered.indexOf("\n")) >= 0) {
     const line = buffered.slice(0, newline);
     buffered = buffered.slice(newline + 1);
-    if (line.trim()) onMessage(JSON.parse(line));
+    if (line.trim()) onMessage(apply(parseJson, JSON, [line]));
   }
 }
 Deno.exit(0);

@@ -168,3 +168,26 @@ def test_oversized_log_is_truncated_and_marked(dynamo_client) -> None:
     assert stored.fields["truncated"] is True and stored.fields["k"] == "v"
     assert stored.message.endswith("…[truncated]") and len(stored.message) < 3_000
     assert len(json.dumps(stored.fields)) < 20_000
+
+
+def test_a_batch_refused_for_one_bad_item_is_written_item_by_item(stubbed) -> None:
+    """Issue #14 (6): one record DynamoDB refuses must not lose the others of its batch."""
+    store, stubber, _ = stubbed
+    spans = _spans(3)
+    stubber.add_client_error("batch_write_item", service_error_code="ValidationException", http_status_code=400)
+    stubber.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {TABLE: _puts(store, spans[:1])}})
+    stubber.add_client_error("batch_write_item", service_error_code="ValidationException", http_status_code=400)
+    stubber.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {TABLE: _puts(store, spans[2:])}})
+    with stubber:
+        store.write_spans(spans)
+    stubber.assert_no_pending_responses()
+
+
+def test_lone_surrogates_are_replaced_before_the_item_is_built(stubbed) -> None:
+    store, stubber, _ = stubbed
+    span = Span("a" * 32, "0" * 16, None, "custom", "bad \ud800 name", T0, 1, "ok", {"k\udfff": "v\ud800"})
+    clean = Span("a" * 32, "0" * 16, None, "custom", "bad \ufffd name", T0, 1, "ok", {"k\ufffd": "v\ufffd"})
+    stubber.add_response("batch_write_item", {"UnprocessedItems": {}}, {"RequestItems": {TABLE: _puts(store, [clean])}})
+    with stubber:
+        store.write_spans([span])
+    stubber.assert_no_pending_responses()

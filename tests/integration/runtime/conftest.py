@@ -58,14 +58,14 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
           await Deno.stdout.write(new TextEncoder().encode('\\x1eFLUX:0000 {"t":"done"}\\n'));
           return { genuine: true };
         }"""),
-    "uses_secret": ({}, """
+    "uses_secret": ({"secrets": ["API_TOKEN", "MISSING_ONE"]}, """
         export default async function handler(input, ctx) {
           const token = await ctx.secrets.get("API_TOKEN");
           const other = await ctx.secrets.get("MISSING_ONE", "fallback-value");
           ctx.log.info(`token is ${token}`, { token });
           return { length: token.length, other };
         }"""),
-    "missing_secret": ({}, """
+    "missing_secret": ({"secrets": ["NOPE_NOT_SET"]}, """
         export default async function handler(input, ctx) { return await ctx.secrets.get("NOPE_NOT_SET"); }"""),
     "caller": ({}, """
         export default async function handler(input, ctx) {

@@ -44,7 +44,7 @@ def api_gateway_event(body: dict, *, request_id: str | None = None) -> dict:
 
 @pytest.fixture
 def aws_project(tmp_path: Path, monkeypatch):
-    (tmp_path / "flux.json").write_text(json.dumps({"name": "lam"}))
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "lam", "secrets": ["GREETING_KEY"]}))
     fn = tmp_path / "functions" / "greet"
     fn.mkdir(parents=True)
     (fn / "index.ts").write_text("""
@@ -72,17 +72,19 @@ def test_lambda_handler_serves_the_event_and_records_the_trace(aws_project):
     request_id = "c0ffee00c0ffee00c0ffee00c0ffee00"
     result = lambda_handler.handler(api_gateway_event({"name": "Ada"}, request_id=request_id), None)
     assert result["statusCode"] == 200
-    assert result["headers"]["x-request-id"] == request_id
+    assert result["headers"]["x-request-id"] != request_id  # the caller's id is kept for correlation only
+    trace_id = result["headers"]["x-request-id"]
     assert result["headers"]["ratelimit-remaining"] == "99"
     body = json.loads(result["body"])
     assert body == {"greeting": "hi Ada", "keyLength": 8,
                     "auth": {"type": "api_key", "key_name": "ci", "scope": "invoke"}}
-    spans = aws_project.get_trace(request_id)
+    spans = aws_project.get_trace(trace_id)
     kinds = {s.kind: s for s in spans}
+    assert kinds["gateway"].attrs["correlation.request_id"] == request_id
     assert set(kinds) == {"gateway", "function"}
     assert kinds["function"].parent_span_id == kinds["gateway"].span_id
     assert kinds["gateway"].attrs["auth.key_name"] == "ci"
-    logs = aws_project.list_logs(request_id=request_id)
+    logs = aws_project.list_logs(request_id=trace_id)
     assert [log.message for log in logs] == ["greeting"]
     assert "k-123456" not in json.dumps([s.to_dict() for s in spans])
 

@@ -20,7 +20,7 @@ from functions.shared.spans import MemorySink
 pytestmark = pytest.mark.integration
 
 FUNCTIONS: dict[str, tuple[dict, str]] = {
-    "cached_secret": ({}, """
+    "cached_secret": ({"secrets": ["API_TOKEN"]}, """
         let token;
         export default async function handler(input, ctx) {
           token ??= await ctx.secrets.get("API_TOKEN");

@@ -56,15 +56,23 @@ def test_trace_has_gateway_root_with_function_child_and_logs(harness):
     assert all(log.function == "hello" for log in logs)
 
 
-def test_incoming_request_id_and_traceparent_are_honoured(harness):
-    mine = "0123456789abcdef0123456789abcdef"
-    response = call(harness, "hello", {}, headers=(("x-request-id", mine),))
-    assert response.header("x-request-id") == mine
+def test_incoming_request_id_and_traceparent_are_kept_for_correlation_only(harness):
+    """Issue #14 (12): a caller's id never becomes the trace id, so it cannot graft spans into another trace."""
+    first = call(harness, "hello", {})
+    victim = first.header("x-request-id")
+    response = call(harness, "hello", {}, headers=(("x-request-id", victim),))
+    mine = response.header("x-request-id")
+    assert mine != victim and len(mine) == 32
+    assert len([s for s in spans_of(harness, victim) if s.kind == "gateway"]) == 1
+    gateway = next(s for s in spans_of(harness, mine) if s.kind == "gateway")
+    assert gateway.attrs["correlation.request_id"] == victim
     parent = "fedcba9876543210fedcba9876543210"
     response = call(harness, "hello", {}, headers=(("traceparent", f"00-{parent}-00f067aa0ba902b7-01"),))
-    assert response.header("x-request-id") == parent
-    gateway = next(s for s in spans_of(harness, parent) if s.kind == "gateway")
-    assert gateway.parent_span_id == "00f067aa0ba902b7"
+    assert response.header("x-request-id") != parent
+    gateway = next(s for s in spans_of(harness, response.header("x-request-id")) if s.kind == "gateway")
+    assert gateway.parent_span_id is None
+    assert (gateway.attrs["correlation.trace_id"], gateway.attrs["correlation.parent_span_id"]) == (
+        parent, "00f067aa0ba902b7")
     response = call(harness, "hello", {}, headers=(("x-request-id", "not-a-valid-id"),))
     assert response.header("x-request-id") != "not-a-valid-id"
     assert len(response.header("x-request-id")) == 32

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from functions.runtime.sandbox import BOOTSTRAP, DENIED_NETWORKS, WorkerCommand, deno_executable, worker_command
+from functions.runtime.sandbox import (
+    BOOTSTRAP,
+    DENIED_NETWORKS,
+    NO_IMPORT_HOST,
+    WorkerCommand,
+    deno_executable,
+    worker_command,
+)
 from functions.shared.manifest import FunctionSpec, load_project
 
 DENO = "/opt/fake/deno"
@@ -30,9 +37,14 @@ def load_spec(tmp_path: Path, config: dict[str, Any] | None = None, name: str = 
     return project.function(name), project.root
 
 
-def command(tmp_path: Path, config: dict[str, Any] | None = None) -> tuple[WorkerCommand, FunctionSpec]:
+CHANNEL = Path("/tmp/flux-channels-test/hello.fifo")
+
+
+def command(tmp_path: Path, config: dict[str, Any] | None = None, *,
+            namespace: bool = False) -> tuple[WorkerCommand, FunctionSpec]:
     spec, root = load_spec(tmp_path, config)
-    return worker_command(spec, deno=DENO, cache_dir=tmp_path / "cache", project_root=root), spec
+    return worker_command(spec, deno=DENO, cache_dir=tmp_path / "cache", project_root=root, channel=CHANNEL,
+                          namespace=namespace), spec
 
 
 def flags(cmd: WorkerCommand) -> list[str]:
@@ -48,24 +60,54 @@ def test_runs_the_bootstrap_with_deno_run(tmp_path: Path) -> None:
     cmd, spec = command(tmp_path)
     assert cmd.argv[:2] == [DENO, "run"]
     script_at = cmd.argv.index(str(BOOTSTRAP))
-    assert cmd.argv[script_at + 1:] == [spec.entry.resolve().as_uri(), "hello", str(spec.directory.resolve())]
+    assert cmd.argv[script_at + 1:] == [spec.entry.resolve().as_uri(), "hello", str(spec.directory.resolve()),
+                                        str(CHANNEL)]
     assert all(arg.startswith("--") for arg in flags(cmd))
 
 
 def test_no_prompt_and_no_dangerous_permissions(tmp_path: Path) -> None:
     cmd, _ = command(tmp_path, {"allow_net": ["api.example.com:443"]})
     assert "--no-prompt" in flags(cmd)
-    forbidden = ("--allow-env", "--allow-write", "--allow-run", "--allow-ffi", "--allow-sys", "--allow-all",
-                 "--allow-hrtime", "--allow-import")
+    forbidden = ("--allow-env", "--allow-run", "--allow-ffi", "--allow-sys", "--allow-all", "--allow-hrtime")
     for arg in cmd.argv:
         assert not arg.startswith(forbidden), arg
-        assert arg not in ("-A", "--unstable"), arg
+        assert arg not in ("-A", "--unstable", "--allow-write", "--allow-import"), arg
+    # The one write the worker gets is its protocol FIFO (the bootstrap revokes it before user code loads).
+    assert flag_values(cmd, "--allow-write") == [str(CHANNEL)]
+
+
+def test_imports_never_fall_back_to_denos_default_allowlist(tmp_path: Path) -> None:
+    closed, _ = command(tmp_path / "a")
+    assert flag_values(closed, "--allow-import") == [NO_IMPORT_HOST]
+    assert NO_IMPORT_HOST.split(":")[0].endswith(".invalid")  # RFC 6761: can never resolve
+    open_, _ = command(tmp_path / "b", {"allow_net": ["api.example.com:443"]})
+    assert flag_values(open_, "--allow-import") == ["api.example.com:443"]
+
+
+def test_namespace_wraps_deno_and_masks_state_and_other_functions(tmp_path: Path) -> None:
+    cmd, spec = command(tmp_path, namespace=True)
+    assert cmd.argv[:6] == ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private"]
+    script = cmd.argv[cmd.argv.index("-c") + 1]
+    assert "mount -t tmpfs" in script and "exec \"$@\"" in script
+    deno_at = cmd.argv.index(DENO)
+    assert cmd.argv[deno_at + 1] == "run"
+    assert cmd.argv[deno_at - 2:deno_at] == [str(spec.directory.resolve()), "hello"]
+
+
+def test_a_symlink_out_of_the_function_folder_stops_the_worker_start(tmp_path: Path) -> None:
+    from functions.runtime.errors import WorkerStartFailed
+
+    spec, root = load_spec(tmp_path)
+    (spec.directory / "root").symlink_to("/")
+    with pytest.raises(WorkerStartFailed, match="root: symbolic link to /"):
+        worker_command(spec, deno=DENO, cache_dir=tmp_path / "cache", project_root=root, channel=CHANNEL,
+                       namespace=False)
 
 
 def test_read_is_limited_to_the_function_directory(tmp_path: Path) -> None:
     cmd, spec = command(tmp_path)
     reads = flag_values(cmd, "--allow-read")
-    assert reads == [str(spec.directory)]
+    assert reads == [str(spec.directory.resolve())]
     assert Path(reads[0]) == (tmp_path / "app" / "functions" / "hello").resolve()
     assert "--allow-read" not in flags(cmd)  # never the unrestricted form
 
@@ -89,6 +131,9 @@ def test_private_ranges_are_always_denied(tmp_path: Path, config: dict[str, Any]
     for cidr in ("127.0.0.0/8", "10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16", "localhost"):
         assert cidr in entries
     assert entries == list(DENIED_NETWORKS)
+    for special in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "100.64.0.0/10", "198.18.0.0/15",
+                    "192.0.0.0/24", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "[::1]"):
+        assert special in entries
 
 
 def test_environment_is_scrubbed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

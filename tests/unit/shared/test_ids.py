@@ -87,23 +87,38 @@ def test_parse_traceparent_rejects_invalid(header: str | None) -> None:
     assert parse_traceparent(header) is None
 
 
-def test_incoming_trace_from_request_id() -> None:
-    assert incoming_trace({"x-request-id": TRACE.upper()}) == IncomingTrace(TRACE, None, "x-request-id")
+FRESH = "f" * 32
 
 
-def test_incoming_trace_from_traceparent() -> None:
-    assert incoming_trace({"traceparent": f"00-{TRACE}-{PARENT}-01"}) == IncomingTrace(TRACE, PARENT, "traceparent")
+def fresh() -> str:
+    return FRESH
 
 
-def test_request_id_takes_precedence_over_traceparent() -> None:
+def test_a_caller_request_id_is_kept_for_correlation_but_never_becomes_the_trace_id() -> None:
+    """Issue #14 (12): a caller-chosen x-request-id must not graft its spans into another request's trace."""
+    result = incoming_trace({"x-request-id": TRACE.upper()}, new_id=fresh)
+    assert result == IncomingTrace(FRESH, None, "x-request-id", caller_request_id=TRACE)
+    assert result.correlation() == {"correlation.request_id": TRACE}
+
+
+def test_a_caller_traceparent_is_kept_for_correlation() -> None:
+    result = incoming_trace({"traceparent": f"00-{TRACE}-{PARENT}-01"}, new_id=fresh)
+    assert (result.trace_id, result.parent_span_id, result.source) == (FRESH, None, "traceparent")
+    assert result.correlation() == {"correlation.trace_id": TRACE, "correlation.parent_span_id": PARENT}
+
+
+def test_both_caller_ids_are_kept() -> None:
     other = "a" * 32
-    result = incoming_trace({"x-request-id": other, "traceparent": f"00-{TRACE}-{PARENT}-01"})
-    assert result == IncomingTrace(other, None, "x-request-id")
+    result = incoming_trace({"x-request-id": other, "traceparent": f"00-{TRACE}-{PARENT}-01"}, new_id=fresh)
+    assert result.source == "x-request-id" and result.trace_id == FRESH
+    assert result.correlation() == {"correlation.request_id": other, "correlation.trace_id": TRACE,
+                                    "correlation.parent_span_id": PARENT}
 
 
 def test_invalid_request_id_falls_back_to_traceparent() -> None:
     result = incoming_trace({"x-request-id": "nope", "traceparent": f"00-{TRACE}-{PARENT}-01"})
-    assert (result.trace_id, result.source) == (TRACE, "traceparent")
+    assert (result.caller_trace_id, result.source) == (TRACE, "traceparent")
+    assert result.caller_request_id is None
 
 
 @pytest.mark.parametrize("headers", [{}, {"x-request-id": "0" * 32}, {"x-request-id": "garbage"},
@@ -117,22 +132,21 @@ def test_generated_when_nothing_usable(headers: dict[str, str]) -> None:
 
 
 @given(st.text(max_size=80))
-def test_any_request_id_yields_a_valid_trace_id_or_is_ignored(value: str) -> None:
+def test_any_request_id_is_kept_only_when_valid_and_the_trace_id_is_always_fresh(value: str) -> None:
     result = incoming_trace({"x-request-id": value})
     assert HEX32.match(result.trace_id)
     assert result.trace_id != "0" * 32
+    assert result.caller_request_id == parse_request_id(value)
     if result.source == "x-request-id":
-        assert result.trace_id == parse_request_id(value)
-        assert result.trace_id in value.lower().replace("-", "")
+        assert result.caller_request_id in value.lower().replace("-", "")
     else:
         assert result.source == "generated"
-        assert parse_request_id(value) is None
 
 
 @given(st.from_regex(r"\A[0-9a-fA-F]{32}\Z"))
-def test_any_hex32_request_id_is_used_lower_cased(value: str) -> None:
-    result = incoming_trace({"x-request-id": value})
+def test_any_hex32_request_id_is_kept_lower_cased(value: str) -> None:
+    result = incoming_trace({"x-request-id": value}, new_id=fresh)
     if value.strip("0") == "":
         assert result.source == "generated"
     else:
-        assert result == IncomingTrace(value.lower(), None, "x-request-id")
+        assert result == IncomingTrace(FRESH, None, "x-request-id", caller_request_id=value.lower())

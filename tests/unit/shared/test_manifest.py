@@ -451,3 +451,69 @@ def test_allow_net_ports_must_be_in_range(make_project, host):
     root = make_project(None, {"f": {"allow_net": [host]}})
     with pytest.raises(ManifestError, match="port"):
         load_project(root)
+
+
+# -- issue #14: secrets per function, internal functions, trusted proxies, special-purpose addresses ----------
+
+def _security_project(tmp_path, project: dict, functions: dict[str, dict]):
+    import json
+
+    from functions.shared.manifest import load_project
+
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "p", **project}))
+    for name, config in functions.items():
+        (tmp_path / "functions" / name).mkdir(parents=True)
+        (tmp_path / "functions" / name / "index.ts").write_text("export default async () => 1;")
+        (tmp_path / "functions" / name / "flux.json").write_text(json.dumps(config))
+    return load_project(tmp_path)
+
+
+def test_secrets_default_to_the_project_list_and_a_function_list_replaces_it(tmp_path) -> None:
+    project = _security_project(tmp_path, {"secrets": ["SHARED"]}, {"a": {}, "b": {"secrets": ["STRIPE_KEY"]},
+                                                                    "c": {"secrets": []}})
+    assert project.functions["a"].secrets == ("SHARED",)
+    assert project.functions["b"].secrets == ("STRIPE_KEY",)
+    assert project.functions["c"].secrets == ()
+
+
+def test_a_bad_secret_name_is_refused_naming_the_field(tmp_path) -> None:
+    import pytest
+
+    from functions.shared.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match=r"functions/a/flux.json: field 'secrets'"):
+        _security_project(tmp_path, {}, {"a": {"secrets": ["no spaces"]}})
+
+
+def test_internal_functions_may_share_a_route_with_a_public_one(tmp_path) -> None:
+    project = _security_project(tmp_path, {}, {"a": {"route": "/x"}, "b": {"route": "/x", "internal": True}})
+    assert project.functions["b"].internal and not project.functions["a"].internal
+
+
+def test_trusted_proxies_must_be_addresses(tmp_path) -> None:
+    import pytest
+
+    from functions.shared.manifest import ManifestError
+
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "bad").mkdir()
+    project = _security_project(tmp_path / "ok", {"gateway": {"trusted_proxies": ["10.0.0.0/8"]}}, {})
+    assert project.config.gateway.trusted_proxies == ["10.0.0.0/8"]
+    with pytest.raises(ManifestError, match=r"gateway\.trusted_proxies"):
+        _security_project(tmp_path / "bad", {"gateway": {"trusted_proxies": ["proxy.local"]}}, {})
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "198.51.100.7", "203.0.113.5", "100.64.0.1", "198.18.0.1",
+                                  "192.0.0.8", "0.1.2.3", "224.0.0.251", "240.0.0.1", "255.255.255.255",
+                                  "[2001:db8::1]", "[fc00::1]", "[fe80::1]", "[::ffff:127.0.0.1]", "[64:ff9b::1]",
+                                  "[ff02::1]", "[2001:db8::1]:443"])
+def test_every_special_purpose_address_is_refused_in_allow_net(tmp_path, host: str) -> None:
+    from functions.shared.manifest import ManifestError
+
+    with pytest.raises(ManifestError, match="special-purpose"):
+        _security_project(tmp_path, {}, {"a": {"allow_net": [host]}})
+
+
+def test_a_global_ipv6_literal_is_allowed(tmp_path) -> None:
+    project = _security_project(tmp_path, {}, {"a": {"allow_net": ["[2606:4700::1111]:443"]}})
+    assert project.functions["a"].config.allow_net == ["[2606:4700::1111]:443"]

@@ -134,3 +134,24 @@ def test_from_project(make_project) -> None:
     match = table.match("POST", "/ping")
     assert match is not None and match.route.function == "ping"
     assert table.match("GET", "/ping") is None
+
+
+def test_a_path_parameter_is_decoded_exactly_once() -> None:
+    """Issue #14 (11): %252F is an encoded "%2F" and must stay "%2F", never become "/"."""
+    table = RouteTable(ROUTES)
+    assert table.match("GET", "/orders/a%252Fb").path_parameters == {"id": "a%2Fb"}
+    assert table.match("GET", "/orders/a%2Fb").path_parameters == {"id": "a/b"}
+
+
+def test_internal_functions_get_no_route(tmp_path) -> None:
+    import json
+
+    from functions.shared.manifest import load_project
+
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "p"}))
+    for name, config in (("pub", {}), ("hidden", {"internal": True})):
+        (tmp_path / "functions" / name).mkdir(parents=True)
+        (tmp_path / "functions" / name / "index.ts").write_text("export default async () => 1;")
+        (tmp_path / "functions" / name / "flux.json").write_text(json.dumps(config))
+    table = RouteTable.from_project(load_project(tmp_path))
+    assert [r.function for r in table.routes] == ["pub"]

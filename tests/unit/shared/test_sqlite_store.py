@@ -155,3 +155,24 @@ def test_data_survives_reopening(tmp_path: Path) -> None:
         assert len(second.list_logs()) == 1
     finally:
         second.close()
+
+
+def test_one_bad_record_does_not_lose_the_rest_of_its_batch(store: SqliteSpanStore) -> None:
+    """Issue #14 (6): a lone surrogate is stored as U+FFFD, and a record SQLite refuses (an integer over
+    64 bits) is dropped alone; the other requests' spans and logs of the same batch are kept."""
+    bad_text = Span(T1, "a" * 16, None, "gateway", "GET /x\ud800", 100, 1, "ok", {"function": "f\udfff"})
+    too_big = Span(T2, "b" * 16, None, "gateway", "GET /y", 2**70, 1, "ok", {})
+    good = gateway(T3, 300)
+    store.write_spans([bad_text, too_big, good])
+    assert [s.name for s in store.get_trace(T1)] == ["GET /x\ufffd"]
+    assert store.get_trace(T2) == []
+    assert store.get_trace(T3) == [good]
+    store.write_logs([LogRecord(T1, None, 1, "info", "f", "lone \ud800", {"k\ud800": 1}), log(T3, 2)])
+    assert [r.message for r in store.list_logs()] == ["lone \ufffd", "info@2"]
+
+
+def test_a_custom_span_marked_root_is_not_a_request_row(store: SqliteSpanStore) -> None:
+    r1 = gateway(T1, 100)
+    fake = Span(T2, "c" * 16, "d" * 16, "custom", "GET /fake", 200, 1, "ok", {"root": True})
+    store.write_spans([r1, fake])
+    assert [s.trace_id for s in store.list_traces()] == [T1]

@@ -1,0 +1,62 @@
+"""Pure parts of issue #14: frame validation (functions/runtime/frames.py) and per-request bounds
+(functions/runtime/guard.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from functions.runtime.frames import DoneFrame, FrameError, LogFrame, SpanFrame, parse_frame
+from functions.runtime.guard import MAX_ATTRS_CHARS, MAX_SPANS, Budget, GuardedSink, bounded_attrs, clip
+from functions.shared.spans import LogRecord, MemorySink, Span
+
+
+@pytest.mark.parametrize("frame, where", [
+    ({"t": "log", "inv": 1, "ts_us": "x", "level": "info", "message": "m"}, "ts_us"),
+    ({"t": "log", "inv": True, "ts_us": 1, "level": "info", "message": "m"}, "inv"),
+    ({"t": "done", "id": "1", "ok": True}, "id"),
+    ({"t": "span", "inv": 1, "span": {"span_id": "zz", "kind": "custom", "name": "n", "start_us": 1,
+                                      "duration_us": 1, "status": "ok"}}, "span_id"),
+    ({"t": "span", "inv": 1, "span": {"span_id": "0" * 16, "kind": "gateway", "name": "n", "start_us": 1,
+                                      "duration_us": 1, "status": "ok"}}, "kind"),
+    ({"t": "nope"}, "frame"),
+    (["not", "an", "object"], "frame"),
+])
+def test_malformed_frames_are_refused_with_the_field(frame: object, where: str) -> None:
+    with pytest.raises(FrameError, match=where if where != "frame" else "malformed"):
+        parse_frame(frame)
+
+
+def test_well_formed_frames_parse() -> None:
+    assert isinstance(parse_frame({"t": "done", "id": 3, "ok": True, "value": {"a": 1}, "pending": 0}), DoneFrame)
+    log = parse_frame({"t": "log", "inv": 3, "span": "", "ts_us": 5, "level": "info", "message": "m", "fields": {}})
+    assert isinstance(log, LogFrame) and log.ts_us == 5
+    span = parse_frame({"t": "span", "inv": 3, "span": {"span_id": "a" * 16, "parent_span_id": None, "kind": "http",
+                                                        "name": "GET x", "start_us": 1, "duration_us": 2,
+                                                        "status": "error", "attrs": {"k": 1}}})
+    assert isinstance(span, SpanFrame) and span.span.attrs == {"k": 1}
+
+
+def test_clip_marks_what_it_cut() -> None:
+    assert clip("abc", 5) == "abc"
+    assert clip("x" * 10, 4) == "xxxx... [truncated] (10 characters)"
+
+
+def test_bounded_attrs_keeps_the_total_under_the_cap_and_says_so() -> None:
+    attrs = {f"k{i}": "v" * 4000 for i in range(20)}
+    out = bounded_attrs(attrs)
+    assert len(json.dumps(out)) <= MAX_ATTRS_CHARS + 200
+    assert "attrs.truncated" in out
+
+
+def test_the_guard_redacts_keys_and_counts_dropped_spans() -> None:
+    inner = MemorySink()
+    budget = Budget()
+    guard = GuardedSink(inner, {"topsecret"}, budget)
+    guard.write_logs([LogRecord("t" * 32, None, 1, "info", "f", "has topsecret", {"topsecret": ["topsecret"]})])
+    assert inner.logs[0].message == "has [redacted]"
+    assert inner.logs[0].fields == {"[redacted]": ["[redacted]"]}
+    guard.write_spans([Span("t" * 32, f"{i:016x}", "p" * 16, "custom", "n", 1, 1) for i in range(MAX_SPANS + 5)])
+    assert len(inner.spans) == MAX_SPANS
+    assert budget.summary() == {"spans.dropped": 5}
