@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from functions.runtime.pool import WorkerPool
 from functions.runtime.ports import DbService, QueueService
 from functions.runtime.sandbox import deno_executable, isolation, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
+from functions.shared.apigw import FunctionResponse
 from functions.shared.context import CallContext
 from functions.shared.errors import (
     FluxError,
@@ -93,6 +95,19 @@ class _Collected:
     guard: GuardedSink
     depth: int = 0
     secrets: set[str] = field(default_factory=set)
+
+
+class _Redactions:
+    """The values one invocation redacts: every secret handed out so far (a live set) and its request's
+    credentials."""
+
+    def __init__(self, secrets: set[str], credentials: frozenset[str]) -> None:
+        self.secrets = secrets
+        self.credentials = credentials
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.secrets
+        yield from self.credentials
 
 
 class Runtime:
@@ -168,9 +183,12 @@ class Runtime:
         span = start_span(call.trace_id, call.parent_span_id, "function", function, issued_us=call.issued_us,
                           function=function,
                           **(span_attrs or {}))
-        guard = GuardedSink(call.sink, self._secret_values, budget)
+        request = call.request if depth == 0 else None
+        redacted = _Redactions(self._secret_values, self._credentials(request))
+        guard = GuardedSink(call.sink, redacted, budget)
         collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, guard,
-                                                call.auth), function=function, spec=spec, guard=guard, depth=depth,
+                                                call.auth, request=request),
+                               function=function, spec=spec, guard=guard, depth=depth,
                                secrets=self._secret_values)
         try:
             value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
@@ -203,6 +221,8 @@ class Runtime:
                 "spanId": collected.call.parent_span_id,
                 "auth": collected.call.auth or {"type": "none"},
             }
+            if collected.call.request is not None:
+                ctx["request"] = collected.call.request
             if "job_id" in span_attrs:
                 ctx["job"] = {"id": span_attrs["job_id"], "attempt": span_attrs.get("attempt", 1)}
             try:
@@ -222,6 +242,9 @@ class Runtime:
         else:
             await pool.release(worker)
         if done.ok:
+            if done.response is not None:
+                r = done.response
+                return FunctionResponse(r.status, tuple((k, v) for k, v in r.headers), r.body, r.base64), cold
             return done.value, cold
         error = self._user_error(done.error or {})
         error.cold = cold  # type: ignore[attr-defined]
@@ -334,8 +357,9 @@ class Runtime:
             if not isinstance(target, str):
                 raise ValidationFailed("ctx.function.invoke(name, payload): name must be a string")
             self._check_invoke(target, args.get("payload"), collected)
-            return await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1,
-                                      budget=collected.guard.budget)
+            result = await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1,
+                                        budget=collected.guard.budget)
+            return result.as_json() if isinstance(result, FunctionResponse) else result
         raise ValidationFailed(f"unknown ctx call {method!r}")
 
     def _check_invoke(self, target: str, payload: Any, collected: _Collected) -> None:
@@ -346,12 +370,31 @@ class Runtime:
         if spec is None:
             raise FunctionNotFound(f"no function named {target!r}")
         caller_auth = (collected.call.auth or {}).get("type", "none")
-        if spec.auth != "none" and not spec.internal and caller_auth != spec.auth:
+        if spec.auth != "none" and not spec.internal and caller_auth != spec.auth and not spec.auth_optional:
             raise Unauthorized(f"ctx.function.invoke({target!r}): {target} requires {spec.auth} auth and this "
                                f"request has {caller_auth}; mark {target} \"internal\": true to allow calls from "
                                "other functions whatever their caller")
         if spec.config.input_schema is not None:
             validate_input(spec.config.input_schema, payload)
+
+    def _credentials(self, request: dict[str, Any] | None) -> frozenset[str]:
+        """The credential values a request carries (API key, token, cookies): user code may read them from
+        ctx.request, but they must never reach a span or a log, so they are redacted like secrets."""
+        if not request:
+            return frozenset()
+        headers = request.get("headers") or {}
+        jwt = self.project.config.auth.jwt
+        names = {"authorization", "x-api-key", "cookie", "proxy-authorization", *(([jwt.header]) if jwt else [])}
+        values: set[str] = set()
+        for name in names:
+            value = headers.get(name)
+            if isinstance(value, str) and value:
+                values.add(value)
+                values.update(part for part in value.split(" ") if len(part) >= 8)
+        for value in (request.get("cookies") or {}).values():
+            if isinstance(value, str):
+                values.add(value)
+        return frozenset(values)
 
     def _db(self) -> DbService:
         if self.services.db is None:

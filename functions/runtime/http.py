@@ -21,9 +21,9 @@ from collections.abc import Callable
 from typing import Any
 
 from functions.gateway.decision import auth_for_ctx, authorizer_context, denial, gateway_span_attrs, ratelimit_headers
-from functions.gateway.validation import read_json_input, validate_input
+from functions.gateway.validation import read_input, validate_input
 from functions.runtime.ports import Invoker, QueueService
-from functions.shared.apigw import event_body, proxy_result
+from functions.shared.apigw import FunctionResponse, event_body, proxy_result, request_view, response_result
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, RouteNotFound, Unauthorized, error_response
 from functions.shared.ids import incoming_trace
@@ -75,8 +75,10 @@ class HttpPipeline:
             if spec is None:
                 raise RouteNotFound(f"no function at {http.get('method', '?')} {http.get('path', '?')}")
             self._check_authorizer(spec, context)
-            value = self._input(event, spec)
-            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context))
+            body = event_body(event)
+            value = self._input(event, body, headers.get("content-type"), spec)
+            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context),
+                               request=request_view(event, body, route=spec.route))
             if spec.is_async:
                 if self.enqueue is None:
                     raise FluxError(f"{spec.name} is async but no queue is configured")
@@ -84,7 +86,8 @@ class HttpPipeline:
                 result = proxy_result(202, {"request_id": trace_id, "job_id": job["job_id"]})
             else:
                 output = await self.invoker.invoke(spec.name, value, call)
-                result = proxy_result(200, output)
+                result = response_result(output) if isinstance(output, FunctionResponse) else \
+                    proxy_result(200, output)
         except FluxError as exc:
             result = error_response(exc, trace_id)
         except Exception:  # noqa: BLE001 - a bug must still answer with the standard body
@@ -115,8 +118,8 @@ class HttpPipeline:
         if error is not None:
             raise error
 
-    def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
-        value = read_json_input(event_body(event), self.project.config.limits.max_body_bytes)
+    def _input(self, event: dict[str, Any], body: bytes, content_type: str | None, spec: FunctionSpec) -> Any:
+        value = read_input(body, content_type, self.project.config.limits.max_body_bytes)
         params = dict(event.get("queryStringParameters") or {})
         path_params = dict(event.get("pathParameters") or {})
         if value is None:
