@@ -108,7 +108,7 @@ class Authorizer:
         self.limiter = limiter
         self.jwt = jwt
         self.clock = clock
-        self._by_route = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+        self._by_route = {spec.route_key: spec for spec in project.functions.values()}
 
     def authorize(self, event: dict[str, Any]) -> dict[str, Any]:
         """The simple response for one request. Never raises."""

@@ -46,7 +46,7 @@ class HttpPipeline:
 
     def set_project(self, project: Project) -> None:
         self.project = project
-        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()
+        self._by_route_key = {spec.route_key: spec for spec in project.functions.values()
                               if not spec.internal}
 
     def function_for(self, event: dict[str, Any]) -> FunctionSpec | None:

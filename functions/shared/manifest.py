@@ -336,6 +336,11 @@ class FunctionSpec(BaseModel):
         return self.config.async_
 
     @property
+    def route_key(self) -> str:
+        """API Gateway's ``routeKey`` for this function (``"GET /orders/{id}"``)."""
+        return route_key(self.method, self.route)
+
+    @property
     def internal(self) -> bool:
         return self.config.internal
 
@@ -459,6 +464,11 @@ def load_project(root: str | Path) -> Project:
     if problems:
         raise ManifestError(problems)
     return Project(root=root, config=project, functions=specs)
+
+
+def route_key(method: str, route: str) -> str:
+    """``"METHOD /route"``, the key API Gateway routes on and every layer looks a function up by."""
+    return f"{method} {route}"
 
 
 def resolve_auth(setting: AuthMode | AuthSetting | None, default: AuthMode) -> tuple[AuthMode, bool]:
