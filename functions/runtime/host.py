@@ -17,6 +17,7 @@ period; if they have not finished then, its worker is recycled and the trace say
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
@@ -221,8 +222,10 @@ class Runtime:
                 "spanId": collected.call.parent_span_id,
                 "auth": collected.call.auth or {"type": "none"},
             }
-            if collected.call.request is not None:
-                ctx["request"] = collected.call.request
+            request = collected.call.request
+            if request is not None:
+                body = request.get("body") or b""
+                ctx["request"] = {**{k: v for k, v in request.items() if k != "body"}, "length": len(body)}
             if "job_id" in span_attrs:
                 ctx["job"] = {"id": span_attrs["job_id"], "attempt": span_attrs.get("attempt", 1)}
             try:
@@ -351,6 +354,11 @@ class Runtime:
             if value:
                 collected.secrets.add(value)
             return value
+        if method == "request.body":
+            request = collected.call.request
+            if request is None:
+                raise ValidationFailed("ctx.request is not available: this invocation has no HTTP request")
+            return base64.b64encode(request.get("body") or b"").decode("ascii")
         if method == "function.invoke":
             args = params if isinstance(params, dict) else {}
             target = args.get("function")

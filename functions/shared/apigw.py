@@ -148,7 +148,10 @@ def request_view(event: dict[str, Any], body: bytes, *, route: str) -> dict[str,
     ``rawQueryString``, since ``queryStringParameters`` joins repeats with commas;
     ``headers`` have lower-case names (API Gateway already joined repeats);
     ``cookies`` maps each cookie name to its value (the last one wins); ``body``
-    is base64 of the raw bytes, whatever the content type.
+    holds the raw bytes, whatever the content type. The runtime sends the worker
+    everything but ``body`` (its ``length`` instead) and serves the bytes only when
+    user code asks (``await ctx.request.body.bytes()``), so a function that never
+    reads the raw body does not pay for a second copy of it.
     """
     http = (event.get("requestContext") or {}).get("http") or {}
     cookies: dict[str, str] = {}
@@ -164,7 +167,7 @@ def request_view(event: dict[str, Any], body: bytes, *, route: str) -> dict[str,
         "query": parse_qs(str(event.get("rawQueryString") or ""), keep_blank_values=True),
         "headers": {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
         "cookies": cookies,
-        "body": base64.b64encode(body).decode("ascii"),
+        "body": body,
     }
 
 

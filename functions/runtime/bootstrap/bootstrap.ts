@@ -35,6 +35,9 @@ const Uint8ArrayClass = Uint8Array;
 const fromCharCode = String.fromCharCode;
 const realBtoa = globalThis.btoa;
 const realAtob = globalThis.atob;
+// Native base64 (V8 13+, Deno 2.x); the loops below are the fallback for older runtimes.
+const nativeToBase64 = (Uint8Array.prototype as any).toBase64 as (() => string) | undefined;
+const nativeFromBase64 = (Uint8Array as any).fromBase64 as ((text: string) => Uint8Array) | undefined;
 const freeze = Object.freeze;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -133,6 +136,7 @@ function newSpanId(): string {
 }
 
 function toBase64(bytes: Uint8Array): string {
+  if (nativeToBase64) return apply(nativeToBase64, bytes, []);
   let binary = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     binary += apply(fromCharCode, String, Array.from(apply(subarray, bytes, [i, i + 0x8000]) as Uint8Array));
@@ -141,6 +145,7 @@ function toBase64(bytes: Uint8Array): string {
 }
 
 function fromBase64(text: string): Uint8Array {
+  if (nativeFromBase64) return apply(nativeFromBase64, Uint8ArrayClass, [text]);
   const binary: string = apply(realAtob, globalThis, [text]);
   const bytes = new Uint8ArrayClass(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
@@ -183,10 +188,12 @@ async function serialiseResponse(response: Response): Promise<Record<string, unk
 }
 
 // ctx.request: the HTTP request as the client sent it (absent for queued jobs and ctx.function.invoke).
+// The raw body is fetched from the host on first use, like a Web Request's body, so a function that
+// never reads it does not pay for a second copy of it.
 function makeRequest(meta: any): unknown {
   if (!meta || typeof meta !== "object") return undefined;
-  let bytes: Uint8Array | null = null;
-  const rawBytes = () => (bytes ??= fromBase64(typeof meta.body === "string" ? meta.body : ""));
+  let fetched: Promise<Uint8Array> | null = null;
+  const rawBytes = () => (fetched ??= call("request.body", {}).then((text: string) => fromBase64(text)));
   return freeze({
     method: String(meta.method ?? ""),
     path: String(meta.path ?? ""),
@@ -196,9 +203,9 @@ function makeRequest(meta: any): unknown {
     headers: freeze({ ...(meta.headers ?? {}) }),
     cookies: freeze({ ...(meta.cookies ?? {}) }),
     body: freeze({
-      bytes: (): Uint8Array => rawBytes().slice(),
-      text: (): string => lenientUtf8.decode(rawBytes()),
-      get length(): number { return rawBytes().length; },
+      length: Number(meta.length ?? 0),
+      bytes: async (): Promise<Uint8Array> => (await rawBytes()).slice(),
+      text: async (): Promise<string> => lenientUtf8.decode(await rawBytes()),
     }),
   });
 }

@@ -37,8 +37,9 @@ interface FluxRequest {
   /** Lower-case names; repeated headers joined with ",". Cookies are not here but in `cookies`. */
   readonly headers: Readonly<Record<string, string>>;
   readonly cookies: Readonly<Record<string, string>>;
-  /** The raw body, whatever the content type (verify a webhook signature over `bytes()` or `text()`). */
-  readonly body: { bytes(): Uint8Array; text(): string; readonly length: number };
+  /** The raw body, whatever the content type (verify a webhook signature over `await body.bytes()`).
+   *  Read on first use, like a Web Request's body; each call returns a fresh copy. */
+  readonly body: { bytes(): Promise<Uint8Array>; text(): Promise<string>; readonly length: number };
 }
 
 interface FluxContext {

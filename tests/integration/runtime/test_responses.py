@@ -52,16 +52,24 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
         export default async function handler(input, ctx) {
           const r = ctx.request;
           ctx.log.info("saw request", { auth: r.headers["authorization"] ?? null, session: r.cookies.session ?? null });
-          const bytes = r.body.bytes();
+          const bytes = await r.body.bytes();
+          bytes[0] = 99;  // a copy: the next read is unchanged
+          const again = await r.body.bytes();
           return { input, method: r.method, path: r.path, route: r.route, params: r.params, query: r.query,
-                   headers: r.headers, cookies: r.cookies, text: r.body.text(), length: bytes.length,
-                   first: Array.from(bytes.slice(0, 4)) };
+                   headers: r.headers, cookies: r.cookies, text: await r.body.text(), length: r.body.length,
+                   read: bytes.length, first: Array.from(again.slice(0, 4)) };
         }"""),
     "calls_created": ({}, """
         export default async function handler(input, ctx) {
           const inner = await ctx.function.invoke("created", { name: "nested" });
           return { inner, request: ctx.request.method };
         }"""),
+    "nested_request": ({}, """
+        export default async function handler(input, ctx) {
+          return await ctx.function.invoke("echo_request", {});
+        }"""),
+    "echo_request": ({"internal": True}, """
+        export default async function handler(input, ctx) { return { hasRequest: ctx.request !== undefined }; }"""),
 }
 
 
@@ -163,6 +171,12 @@ def test_ctx_function_invoke_of_a_response_gives_its_plain_shape(h):
     assert response.json()["request"] == "POST"
 
 
+def test_a_nested_invocation_has_no_request_of_its_own(h):
+    response = send(h, "POST", "/nested_request", b"{}", (("content-type", "application/json"),))
+    assert response.status == 200, response.body
+    assert response.json() == {"hasRequest": False}
+
+
 def test_ctx_request_shows_the_request_as_sent(h):
     response = send(h, "POST", "/echo/json", b'{"a": 1}',
                     (("content-type", "application/json"), ("X-Custom", "Yes"), ("cookie", "session=abc123; theme=dark")),
@@ -194,7 +208,7 @@ def test_a_binary_body_is_not_parsed_and_its_bytes_are_readable(h):
     response = send(h, "POST", "/echo/bin", raw, (("content-type", "application/octet-stream"),))
     assert response.status == 200, response.body
     body = response.json()
-    assert body["length"] == 8 and body["first"] == [0, 255, 1, 254]
+    assert body["length"] == body["read"] == 8 and body["first"] == [0, 255, 1, 254]
     assert body["input"] == {"kind": "bin"}
 
 

@@ -10,7 +10,7 @@ import { validSignature } from "../../lib/signature.ts";
 export default async function handler(input: Record<string, string>, ctx: FluxContext) {
   const secret = await ctx.secrets.get("PAYMENT_WEBHOOK_SECRET");
   const request = ctx.request!;
-  if (!(await validSignature(secret, request.body.bytes(), request.headers["x-signature"]))) {
+  if (!(await validSignature(secret, await request.body.bytes(), request.headers["x-signature"]))) {
     throw new FluxError(401, "invalid_signature", "the webhook signature does not match its body");
   }
   if (input.status !== "paid" || !/^\d+$/.test(input.order_id ?? "")) {
