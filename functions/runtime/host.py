@@ -57,6 +57,8 @@ _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INVOKE_DEPTH = 8
 # How long work a function left scheduled (timers, unawaited calls) may run after it returned.
 POST_RETURN_GRACE_S = 0.2
+# Credential values (tokens, keys, cookie values) at least this long are redacted from a request's logs and spans.
+_MIN_CREDENTIAL_CHARS = 8
 # Span attributes only Flux sets: user code may not mark its spans as request rows.
 _RESERVED_ATTRS = frozenset({"root"})
 
@@ -393,14 +395,14 @@ class Runtime:
         headers = request.get("headers") or {}
         jwt = self.project.config.auth.jwt
         names = {"authorization", "x-api-key", "cookie", "proxy-authorization", *(([jwt.header]) if jwt else [])}
+        # Short values ("dark", "en") are not credentials and would blank out ordinary words in logs.
         values: set[str] = set()
         for name in names:
             value = headers.get(name)
             if isinstance(value, str) and value:
-                values.add(value)
-                values.update(part for part in value.split(" ") if len(part) >= 8)
+                values.update(v for v in (value, *value.split(" ")) if len(v) >= _MIN_CREDENTIAL_CHARS)
         for value in (request.get("cookies") or {}).values():
-            if isinstance(value, str):
+            if isinstance(value, str) and len(value) >= _MIN_CREDENTIAL_CHARS:
                 values.add(value)
         return frozenset(values)
 

@@ -6,9 +6,11 @@ This is the code a runtime Lambda runs for every HTTP request and the code
 1. make the trace id (always a fresh one; an incoming ``x-request-id`` / ``traceparent``
    is recorded on the gateway span for correlation, see functions/shared/ids.py);
 2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
-3. enforce ``max_body_bytes``, parse the JSON body, merge path and query parameters,
-   validate ``input_schema``;
-4. run the function (or enqueue it when it is ``async``: 202 with the job id);
+3. enforce ``max_body_bytes``, read ``input`` by content type (JSON, form fields, or
+   nothing: functions/gateway/validation.py), merge path and query parameters,
+   validate ``input_schema``, and build ``ctx.request`` (functions/shared/apigw.py);
+4. run the function (or enqueue it when it is ``async``: 202 with the job id); a
+   returned Web ``Response`` becomes the proxy result as it is, anything else 200 JSON;
 5. map any error to the standard body, stamp ``x-request-id`` and rate-limit
    headers, and record the gateway span that roots the trace.
 """
@@ -77,8 +79,10 @@ class HttpPipeline:
             self._check_authorizer(spec, context)
             body = event_body(event)
             value = self._input(event, body, headers.get("content-type"), spec)
+            # A queued job has no client request of its own: only a synchronous call gets ctx.request.
+            request = None if spec.is_async else request_view(event, body, route=spec.route)
             call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context),
-                               request=request_view(event, body, route=spec.route))
+                               request=request)
             if spec.is_async:
                 if self.enqueue is None:
                     raise FluxError(f"{spec.name} is async but no queue is configured")
