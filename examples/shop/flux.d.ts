@@ -19,11 +19,15 @@ interface FluxQuery {
   cache?: { ttl_s: number };
 }
 
-type FluxAuth =
-  | { type: "none" }
-  | { type: "api_key"; key_name: string; scope: string }
-  /** `subject` is the token's `sub` ("" when it has none); `claims` are the verified claims. */
-  | { type: "jwt"; subject?: string; claims: Record<string, Json> };
+interface FluxAuth {
+  readonly type: "none" | "api_key" | "jwt";
+  /** api_key: the key's name (`flux keys create --name ...`) and scope. */
+  readonly key_name?: string;
+  readonly scope?: string;
+  /** jwt: the token's `sub` (absent when it has none) and every verified claim. */
+  readonly subject?: string;
+  readonly claims?: Record<string, Json>;
+}
 
 interface FluxRequest {
   readonly method: string;
@@ -39,7 +43,7 @@ interface FluxRequest {
   readonly cookies: Readonly<Record<string, string>>;
   /** The raw body, whatever the content type (verify a webhook signature over `await body.bytes()`).
    *  Read on first use, like a Web Request's body; each call returns a fresh copy. */
-  readonly body: { bytes(): Promise<Uint8Array>; text(): Promise<string>; readonly length: number };
+  readonly body: { bytes(): Promise<Uint8Array<ArrayBuffer>>; text(): Promise<string>; readonly length: number };
 }
 
 interface FluxContext {

@@ -2,7 +2,7 @@
 
 const encoder = new TextEncoder();
 
-export async function hmacHex(secret: string, body: Uint8Array): Promise<string> {
+export async function hmacHex(secret: string, body: Uint8Array<ArrayBuffer>): Promise<string> {
   const key = await crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" },
                                             false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, body));
@@ -10,7 +10,7 @@ export async function hmacHex(secret: string, body: Uint8Array): Promise<string>
 }
 
 /** Whether `signature` ("sha256=<hex>") is the HMAC of `body` under `secret`. */
-export async function validSignature(secret: string, body: Uint8Array, signature: string | undefined): Promise<boolean> {
+export async function validSignature(secret: string, body: Uint8Array<ArrayBuffer>, signature: string | undefined): Promise<boolean> {
   if (!signature?.startsWith("sha256=")) return false;
   const expected = await hmacHex(secret, body);
   const given = signature.slice("sha256=".length).toLowerCase();

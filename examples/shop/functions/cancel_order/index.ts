@@ -16,6 +16,6 @@ export default async function handler(input: { id: string }, ctx: FluxContext) {
     if (!order) throw new FluxError(404, "not_found", `no order ${input.id}`);
     throw new FluxError(409, "not_cancellable", `order ${input.id} is ${order.status}`);
   }
-  ctx.log.info("order cancelled", { orderId: input.id, by: ctx.auth.type === "api_key" ? ctx.auth.key_name : null });
+  ctx.log.info("order cancelled", { orderId: input.id, by: ctx.auth.key_name ?? null });
   return new Response(null, { status: 204 });
 }

@@ -6,7 +6,7 @@
 // with an API key named "user-<id>" (flux keys create --name user-3) sees only that user's orders.
 export default async function handler(input: Record<string, string>, ctx: FluxContext) {
   const filters: FluxQuery["filters"] = [];
-  const own = ctx.auth.type === "api_key" ? /^user-(\d+)$/.exec(ctx.auth.key_name)?.[1] : undefined;
+  const own = /^user-(\d+)$/.exec(ctx.auth.key_name ?? "")?.[1];
   if (own) filters.push({ column: "user_id", op: "eq", value: own });
   for (const column of ["status", "customer_email", "user_id"]) {
     if (input[column] !== undefined && input[column] !== "") {
