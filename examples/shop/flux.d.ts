@@ -76,10 +76,41 @@ interface FluxPage<T = Row> {
   count?: number;
 }
 
+interface FluxAuth {
+  readonly type: "none" | "api_key" | "jwt";
+  /** api_key: the key's name (`flux keys create --name ...`) and scope. */
+  readonly key_name?: string;
+  readonly scope?: string;
+  /** jwt: the token's `sub` (absent when it has none) and every verified claim. */
+  readonly subject?: string;
+  readonly claims?: Record<string, Json>;
+}
+
+interface FluxRequest {
+  readonly method: string;
+  /** The path as requested (`/orders/42`); `route` is the declared one (`/orders/{id}`). */
+  readonly path: string;
+  readonly route: string;
+  /** Path parameters by name. */
+  readonly params: Readonly<Record<string, string>>;
+  /** Every query parameter with all its values, in order: `?tag=a&tag=b` gives `{ tag: ["a", "b"] }`. */
+  readonly query: Readonly<Record<string, readonly string[]>>;
+  /** Lower-case names; repeated headers joined with ",". Cookies are not here but in `cookies`. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly cookies: Readonly<Record<string, string>>;
+  /** The raw body, whatever the content type (verify a webhook signature over `await body.bytes()`).
+   *  Read on first use, like a Web Request's body; each call returns a fresh copy. */
+  readonly body: { bytes(): Promise<Uint8Array<ArrayBuffer>>; text(): Promise<string>; readonly length: number };
+}
+
 interface FluxContext {
   readonly requestId: string;
   readonly traceId: string;
-  readonly auth: { type: "none" | "api_key" | "jwt"; key_name?: string; scope?: string; claims?: Record<string, Json> };
+  /** Who called. `type` is "none" for a public route and for an anonymous caller of an optional route
+   *  (`"auth": {"mode": "jwt", "optional": true}`). */
+  readonly auth: FluxAuth;
+  /** The HTTP request as the client sent it; undefined for queued jobs and `ctx.function.invoke` calls. */
+  readonly request?: FluxRequest;
   /** Set when the function runs from the queue. */
   readonly job?: { id: string; attempt: number };
   readonly function: {
@@ -87,6 +118,7 @@ interface FluxContext {
     /** Runs another function with this request's auth: the payload must pass the callee's input_schema, and a
      *  callee with auth "api_key" or "jwt" needs a caller authenticated the same way, unless it is
      *  `"internal": true` (then it has no public route and any function may invoke it). Not rate-limited. */
+    /** A callee that returns a `Response` gives `{ status, headers: [name, value][], body, base64 }`. */
     invoke<T = Json>(name: string, payload?: Json): Promise<T>;
   };
   readonly log: {
@@ -113,6 +145,11 @@ interface FluxContext {
   span<T>(name: string, fn: () => Promise<T> | T, attrs?: Record<string, Json>): Promise<T>;
   fetch(input: string | URL | Request, init?: RequestInit): Promise<Response>;
 }
+
+/** A handler returns a plain value (200 JSON; 202 for async functions) or a Web `Response` for full control:
+ *  `new Response(null, { status: 204 })`, `Response.json(body, { status: 201, headers: { location } })`,
+ *  `Response.redirect(url, 303)`, text or binary bodies, several `set-cookie` headers. */
+type FluxResult = Json | Response;
 
 /** Throw to answer with a chosen status: `throw new FluxError(404, "not_found", "no such order")`. */
 declare class FluxError extends Error {

@@ -37,7 +37,8 @@ Context contract (every value a str or an int; API Gateway drops anything else):
                        ``"auth_unavailable"``
 ``message``            deny only: human text; for unauthorized never says what was wrong
 ``function``           the function the route belongs to
-``auth_type``          ``"none"`` | ``"api_key"`` | ``"jwt"``
+``auth_type``          ``"none"`` | ``"api_key"`` | ``"jwt"`` (``"none"`` for an anonymous caller of an
+                       optional route)
 ``key_name``/``scope`` api_key mode, after the key was accepted
 ``subject``/``claims`` jwt mode: ``sub`` ("" if absent) and the verified claims as JSON
 ``ratelimit_outcome``  ``"allowed"`` | ``"limited"`` | ``"bypass"`` (no policy) |
@@ -60,7 +61,7 @@ from typing import Any, Literal
 
 from functions.gateway.errors import CredentialRejected, RateLimitStoreError
 from functions.gateway.jwt_auth import JwtVerifier
-from functions.gateway.keys import ADMIN_SCOPES, FUNCTION_SCOPES, KEY_PREFIX, ApiKeyStore, presented_key
+from functions.gateway.keys import ADMIN_SCOPES, FUNCTION_SCOPES, ApiKeyStore, presented_key
 from functions.gateway.ratelimit import RateLimiter
 from functions.shared.manifest import FunctionSpec, Project
 
@@ -122,7 +123,7 @@ class Authorizer:
         self.limiter = limiter
         self.jwt = jwt
         self.clock = clock
-        self._by_route = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()}
+        self._by_route = {spec.route_key: spec for spec in project.functions.values()}
 
     def authorize(self, event: dict[str, Any]) -> dict[str, Any]:
         """The simple response for one request. Never raises."""
@@ -148,6 +149,9 @@ class Authorizer:
         caller = f"ip:{request.source_ip}"
         if spec.auth == "api_key":
             presented = presented_key(request.headers)
+            if presented is None and spec.auth_optional and "authorization" not in request.headers:
+                context["auth_type"] = "none"  # optional mode: an anonymous caller is served as such
+                return self._rate_limit(spec, caller, context)
             record = self.keys.authenticate(presented) if presented is not None else None
             if record is None:
                 _log.info("authorizer: %s: API key missing or not valid", spec.name)
@@ -159,8 +163,12 @@ class Authorizer:
         elif spec.auth == "jwt":
             if self.jwt is None:
                 raise RuntimeError(f"function {spec.name!r} requires JWT auth but no verifier is configured")
-            token = _bearer_token(request.headers)
-            if token is None:
+            presented = self.jwt.presented(request.headers)
+            if presented is None and spec.auth_optional:
+                context["auth_type"] = "none"
+                return self._rate_limit(spec, caller, context)
+            token = self.jwt.token_from(presented) if presented is not None else None
+            if token is None:  # absent on a required route, or sent in the wrong shape: 401 either way
                 return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
             try:
                 claims = self.jwt.verify(token)
@@ -205,17 +213,6 @@ def bucket_key(function: str, caller: str) -> str:
     if len(caller) > 200:
         caller = "h:" + hashlib.sha256(caller.encode("utf-8")).hexdigest()
     return f"{function}|{caller}"
-
-
-def _bearer_token(headers: Mapping[str, str]) -> str | None:
-    """A JWT from ``Authorization: Bearer <jwt>`` (an API key there is not a JWT)."""
-    authorization = headers.get("authorization")
-    if not authorization:
-        return None
-    scheme, _, credential = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not credential or credential.startswith(KEY_PREFIX):
-        return None
-    return credential
 
 
 def _claims_json(claims: dict[str, Any]) -> str:

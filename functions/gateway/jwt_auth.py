@@ -34,12 +34,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jwt
 
 from functions.gateway.errors import CredentialRejected, JwksUnavailable
+from functions.gateway.keys import KEY_PREFIX
 from functions.shared.manifest import JwtConfig
 
 _log = logging.getLogger("flux.gateway.jwt")
@@ -171,6 +172,27 @@ class JwtVerifier:
         if config.jwks_url:
             jwks = JwksCache(config.jwks_url, fetcher or HttpxJwksFetcher(), config.jwks_refresh_s, clock=clock)
         return cls(config, secrets=secrets, jwks=jwks, clock=clock)
+
+    def presented(self, headers: Mapping[str, str]) -> str | None:
+        """The raw value of the configured token header (``auth.jwt.header``), or None when it is absent."""
+        value = headers.get(self.config.header)
+        return value if value else None
+
+    def token_from(self, presented: str) -> str | None:
+        """The JWT inside a presented header value: ``<scheme> <jwt>`` (scheme matched case-insensitively),
+        or the whole value when ``auth.jwt.scheme`` is ``""``. None when the shape is wrong (a Flux API key
+        there is never a JWT)."""
+        scheme = self.config.scheme
+        if scheme:
+            given, _, credential = presented.partition(" ")
+            if given.lower() != scheme.lower():
+                return None
+        else:
+            credential = presented
+        credential = credential.strip()
+        if not credential or credential.startswith(KEY_PREFIX) or " " in credential:
+            return None
+        return credential
 
     def verify(self, token: str) -> dict[str, Any]:
         """The verified claims, or :class:`CredentialRejected` naming the failed check (for logs)."""

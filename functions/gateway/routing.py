@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from functions.shared.manifest import Project
+from functions.shared.manifest import Project, route_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +22,7 @@ class Route:
 
     @property
     def route_key(self) -> str:
-        return f"{self.method} {self.path}"
+        return route_key(self.method, self.path)
 
 
 @dataclass(frozen=True, slots=True)

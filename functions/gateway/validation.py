@@ -18,6 +18,7 @@ import json
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 from functions.shared.errors import InvalidJson, PayloadTooLarge, ValidationFailed
 
@@ -30,6 +31,14 @@ MAX_LISTED_ERRORS = 10
 _CACHE_SIZE = 256
 
 _cache: dict[str, Draft202012Validator] = {}
+
+
+class InvalidForm(InvalidJson):
+    """A form body that is not UTF-8: 400 ``invalid_form``."""
+
+    code = "invalid_form"
+
+
 _lock = threading.Lock()
 
 
@@ -48,15 +57,49 @@ def compiled(schema: dict[str, Any]) -> Draft202012Validator:
     return validator
 
 
+def read_input(body: bytes, content_type: str | None, max_body_bytes: int) -> Any:
+    """``input`` from a request body, by content type (the raw body is always in ``ctx.request.body``).
+
+    * no content type, ``application/json`` or ``application/*+json``: the JSON value (400 ``invalid_json``);
+    * ``application/x-www-form-urlencoded``: the form fields, a string each, or a list of strings when a
+      field is repeated;
+    * anything else (text, multipart, binary): ``None`` — the body is not parsed, the function reads it.
+
+    Over ``max_body_bytes`` is 413 whatever the type.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if not media or media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return read_json_input(body, max_body_bytes)
+    _check_size(body, max_body_bytes)
+    if media == "application/x-www-form-urlencoded":
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidForm("form body is not UTF-8 text") from None
+        fields: dict[str, Any] = {}
+        for name, value in parse_qsl(text, keep_blank_values=True):
+            if name in fields:
+                previous = fields[name]
+                fields[name] = [*previous, value] if isinstance(previous, list) else [previous, value]
+            else:
+                fields[name] = value
+        return fields
+    return None
+
+
+def _check_size(body: bytes, max_body_bytes: int) -> None:
+    if len(body) > max_body_bytes:
+        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {max_body_bytes} "
+                              "(limits.max_body_bytes)")
+
+
 def read_json_input(body: bytes, max_body_bytes: int) -> Any:
     """The JSON value of a request body: 413 over ``max_body_bytes``, 400 ``invalid_json`` if unreadable.
 
     An empty body is ``None`` (a GET, or a POST without input). ``NaN`` and
     ``Infinity`` are refused: they are not JSON and user code could not round-trip them.
     """
-    if len(body) > max_body_bytes:
-        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {max_body_bytes} "
-                              "(limits.max_body_bytes)")
+    _check_size(body, max_body_bytes)
     if not body.strip():
         return None
     try:

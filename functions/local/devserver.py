@@ -124,12 +124,14 @@ async def _watch(stack: LocalStack, out: Printer) -> None:
     root = stack.project.root
     functions_dir = root / stack.project.config.functions_dir
     schema_dir = root / "schema"
+    lib_dir = root / "lib"  # shared code: a change reloads every function that may import it
 
     def relevant(_change: Any, path: str) -> bool:
         p = Path(path)
         if ".flux" in p.parts or "node_modules" in p.parts:
             return False
-        return p == root / "flux.json" or functions_dir in p.parents or schema_dir in p.parents
+        return p == root / "flux.json" or functions_dir in p.parents or schema_dir in p.parents \
+            or lib_dir in p.parents
 
     async for changes in awatch(root, watch_filter=relevant, debounce=200, step=50):
         try:

@@ -9,9 +9,10 @@ reader. Models are strict (no ``"1"`` for ``1``, no ``true`` for an integer).
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 _Int = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
 _Id = Annotated[int, Field(strict=True, ge=0, le=2**53)]
@@ -27,11 +28,36 @@ class ReadyFrame(_Frame):
     error: dict[str, Any] | None = None
 
 
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9a-z-]{1,256}$")
+# No CR, LF or NUL: a value must not be able to start another header line.
+_HeaderValue = Annotated[str, Field(strict=True, pattern=r"^[^\r\n\x00]*$", max_length=16 * 1024)]
+
+
+class ResponseBody(_Frame):
+    """A Web ``Response`` the handler returned: status, header pairs (repeats kept), body text or base64."""
+
+    status: Annotated[int, Field(strict=True, ge=200, le=599)]
+    # JSON has no tuples: each pair is a two-item array [name, value].
+    headers: list[Annotated[list[_HeaderValue], Field(min_length=2, max_length=2)]] = \
+        Field(default_factory=list, max_length=512)
+    body: str = ""
+    base64: bool = False
+
+    @field_validator("headers")
+    @classmethod
+    def _names(cls, value: list[list[str]]) -> list[list[str]]:
+        for name, _ in value:
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name[:64]!r} is not a header name")
+        return value
+
+
 class DoneFrame(_Frame):
     t: Literal["done"]
     id: _Id
     ok: bool
     value: Any = None
+    response: ResponseBody | None = None
     error: dict[str, Any] | None = None
     pending: _Int = 0
 

@@ -17,12 +17,14 @@ period; if they have not finished then, its worker is recycled and the trace say
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ from functions.runtime.pool import WorkerPool
 from functions.runtime.ports import DbService, QueueService
 from functions.runtime.sandbox import deno_executable, isolation, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
+from functions.shared.apigw import FunctionResponse
 from functions.shared.context import CallContext
 from functions.shared.errors import (
     FluxError,
@@ -54,6 +57,8 @@ _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 MAX_INVOKE_DEPTH = 8
 # How long work a function left scheduled (timers, unawaited calls) may run after it returned.
 POST_RETURN_GRACE_S = 0.2
+# Credential values (tokens, keys, cookie values) at least this long are redacted from a request's logs and spans.
+_MIN_CREDENTIAL_CHARS = 8
 # Span attributes only Flux sets: user code may not mark its spans as request rows.
 _RESERVED_ATTRS = frozenset({"root"})
 
@@ -93,6 +98,19 @@ class _Collected:
     guard: GuardedSink
     depth: int = 0
     secrets: set[str] = field(default_factory=set)
+
+
+class _Redactions:
+    """The values one invocation redacts: every secret handed out so far (a live set) and its request's
+    credentials."""
+
+    def __init__(self, secrets: set[str], credentials: frozenset[str]) -> None:
+        self.secrets = secrets
+        self.credentials = credentials
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.secrets
+        yield from self.credentials
 
 
 class Runtime:
@@ -168,9 +186,12 @@ class Runtime:
         span = start_span(call.trace_id, call.parent_span_id, "function", function, issued_us=call.issued_us,
                           function=function,
                           **(span_attrs or {}))
-        guard = GuardedSink(call.sink, self._secret_values, budget)
+        request = call.request if depth == 0 else None
+        redacted = _Redactions(self._secret_values, self._credentials(request))
+        guard = GuardedSink(call.sink, redacted, budget)
         collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, guard,
-                                                call.auth), function=function, spec=spec, guard=guard, depth=depth,
+                                                call.auth, request=request),
+                               function=function, spec=spec, guard=guard, depth=depth,
                                secrets=self._secret_values)
         try:
             value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
@@ -203,6 +224,10 @@ class Runtime:
                 "spanId": collected.call.parent_span_id,
                 "auth": collected.call.auth or {"type": "none"},
             }
+            request = collected.call.request
+            if request is not None:
+                body = request.get("body") or b""
+                ctx["request"] = {**{k: v for k, v in request.items() if k != "body"}, "length": len(body)}
             if "job_id" in span_attrs:
                 ctx["job"] = {"id": span_attrs["job_id"], "attempt": span_attrs.get("attempt", 1)}
             try:
@@ -222,6 +247,9 @@ class Runtime:
         else:
             await pool.release(worker)
         if done.ok:
+            if done.response is not None:
+                r = done.response
+                return FunctionResponse(r.status, tuple((k, v) for k, v in r.headers), r.body, r.base64), cold
             return done.value, cold
         error = self._user_error(done.error or {})
         error.cold = cold  # type: ignore[attr-defined]
@@ -330,14 +358,20 @@ class Runtime:
             if value:
                 collected.secrets.add(value)
             return value
+        if method == "request.body":
+            request = collected.call.request
+            if request is None:
+                raise ValidationFailed("ctx.request is not available: this invocation has no HTTP request")
+            return base64.b64encode(request.get("body") or b"").decode("ascii")
         if method == "function.invoke":
             args = params if isinstance(params, dict) else {}
             target = args.get("function")
             if not isinstance(target, str):
                 raise ValidationFailed("ctx.function.invoke(name, payload): name must be a string")
             self._check_invoke(target, args.get("payload"), collected)
-            return await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1,
-                                      budget=collected.guard.budget)
+            result = await self._invoke(target, args.get("payload"), call, None, depth=collected.depth + 1,
+                                        budget=collected.guard.budget)
+            return result.as_json() if isinstance(result, FunctionResponse) else result
         raise ValidationFailed(f"unknown ctx call {method!r}")
 
     def _check_invoke(self, target: str, payload: Any, collected: _Collected) -> None:
@@ -348,12 +382,31 @@ class Runtime:
         if spec is None:
             raise FunctionNotFound(f"no function named {target!r}")
         caller_auth = (collected.call.auth or {}).get("type", "none")
-        if spec.auth != "none" and not spec.internal and caller_auth != spec.auth:
+        if spec.auth != "none" and not spec.internal and caller_auth != spec.auth and not spec.auth_optional:
             raise Unauthorized(f"ctx.function.invoke({target!r}): {target} requires {spec.auth} auth and this "
                                f"request has {caller_auth}; mark {target} \"internal\": true to allow calls from "
                                "other functions whatever their caller")
         if spec.config.input_schema is not None:
             validate_input(spec.config.input_schema, payload)
+
+    def _credentials(self, request: dict[str, Any] | None) -> frozenset[str]:
+        """The credential values a request carries (API key, token, cookies): user code may read them from
+        ctx.request, but they must never reach a span or a log, so they are redacted like secrets."""
+        if not request:
+            return frozenset()
+        headers = request.get("headers") or {}
+        jwt = self.project.config.auth.jwt
+        names = {"authorization", "x-api-key", "cookie", "proxy-authorization", *(([jwt.header]) if jwt else [])}
+        # Short values ("dark", "en") are not credentials and would blank out ordinary words in logs.
+        values: set[str] = set()
+        for name in names:
+            value = headers.get(name)
+            if isinstance(value, str) and value:
+                values.update(v for v in (value, *value.split(" ")) if len(v) >= _MIN_CREDENTIAL_CHARS)
+        for value in (request.get("cookies") or {}).values():
+            if isinstance(value, str) and len(value) >= _MIN_CREDENTIAL_CHARS:
+                values.add(value)
+        return frozenset(values)
 
     def _db(self) -> DbService:
         if self.services.db is None:

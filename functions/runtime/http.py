@@ -6,9 +6,11 @@ This is the code a runtime Lambda runs for every HTTP request and the code
 1. make the trace id (always a fresh one; an incoming ``x-request-id`` / ``traceparent``
    is recorded on the gateway span for correlation, see functions/shared/ids.py);
 2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
-3. enforce ``max_body_bytes``, parse the JSON body, merge path and query parameters,
-   validate ``input_schema``;
-4. run the function (or enqueue it when it is ``async``: 202 with the job id);
+3. enforce ``max_body_bytes``, read ``input`` by content type (JSON, form fields, or
+   nothing: functions/gateway/validation.py), merge path and query parameters,
+   validate ``input_schema``, and build ``ctx.request`` (functions/shared/apigw.py);
+4. run the function (or enqueue it when it is ``async``: 202 with the job id); a
+   returned Web ``Response`` becomes the proxy result as it is, anything else 200 JSON;
 5. map any error to the standard body, stamp ``x-request-id`` and rate-limit
    headers, and record the gateway span that roots the trace.
 """
@@ -21,9 +23,9 @@ from collections.abc import Callable
 from typing import Any
 
 from functions.gateway.decision import auth_for_ctx, authorizer_context, denial, gateway_span_attrs, ratelimit_headers
-from functions.gateway.validation import read_json_input, validate_input
+from functions.gateway.validation import read_input, validate_input
 from functions.runtime.ports import Invoker, QueueService
-from functions.shared.apigw import event_body, proxy_result
+from functions.shared.apigw import FunctionResponse, event_body, proxy_result, request_view, response_result
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, RouteNotFound, Unauthorized, error_response
 from functions.shared.ids import incoming_trace
@@ -48,7 +50,7 @@ class HttpPipeline:
 
     def set_project(self, project: Project) -> None:
         self.project = project
-        self._by_route_key = {f"{spec.method} {spec.route}": spec for spec in project.functions.values()
+        self._by_route_key = {spec.route_key: spec for spec in project.functions.values()
                               if not spec.internal}
 
     def function_for(self, event: dict[str, Any]) -> FunctionSpec | None:
@@ -77,8 +79,12 @@ class HttpPipeline:
             if spec is None:
                 raise RouteNotFound(f"no function at {http.get('method', '?')} {http.get('path', '?')}")
             self._check_authorizer(spec, context)
-            value = self._input(event, spec)
-            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context))
+            body = event_body(event)
+            value = self._input(event, body, headers.get("content-type"), spec)
+            # A queued job has no client request of its own: only a synchronous call gets ctx.request.
+            request = None if spec.is_async else request_view(event, body, route=spec.route)
+            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context),
+                               request=request)
             if spec.is_async:
                 if self.enqueue is None:
                     raise FluxError(f"{spec.name} is async but no queue is configured")
@@ -86,7 +92,8 @@ class HttpPipeline:
                 result = proxy_result(202, {"request_id": trace_id, "job_id": job["job_id"]})
             else:
                 output = await self.invoker.invoke(spec.name, value, call)
-                result = proxy_result(200, output)
+                result = response_result(output) if isinstance(output, FunctionResponse) else \
+                    proxy_result(200, output)
         except FluxError as exc:
             result = error_response(exc, trace_id)
         except Exception:  # noqa: BLE001 - a bug must still answer with the standard body
@@ -117,8 +124,8 @@ class HttpPipeline:
         if error is not None:
             raise error
 
-    def _input(self, event: dict[str, Any], spec: FunctionSpec) -> Any:
-        value = read_json_input(event_body(event), self.project.config.limits.max_body_bytes)
+    def _input(self, event: dict[str, Any], body: bytes, content_type: str | None, spec: FunctionSpec) -> Any:
+        value = read_input(body, content_type, self.project.config.limits.max_body_bytes)
         params = dict(event.get("queryStringParameters") or {})
         path_params = dict(event.get("pathParameters") or {})
         if value is None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 
 _TEXT_TYPES = ("application/json", "text/", "application/x-www-form-urlencoded", "application/xml")
 
@@ -141,6 +141,36 @@ def event_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
+def request_view(event: dict[str, Any], body: bytes, *, route: str) -> dict[str, Any]:
+    """``ctx.request`` for user code: the request as the client sent it.
+
+    ``query`` is multi-valued (every name maps to a list, in order) and read from
+    ``rawQueryString``, since ``queryStringParameters`` joins repeats with commas;
+    ``headers`` have lower-case names (API Gateway already joined repeats);
+    ``cookies`` maps each cookie name to its value (the last one wins); ``body``
+    holds the raw bytes, whatever the content type. The runtime sends the worker
+    everything but ``body`` (its ``length`` instead) and serves the bytes only when
+    user code asks (``await ctx.request.body.bytes()``), so a function that never
+    reads the raw body does not pay for a second copy of it.
+    """
+    http = (event.get("requestContext") or {}).get("http") or {}
+    cookies: dict[str, str] = {}
+    for cookie in event.get("cookies") or []:
+        name, sep, value = str(cookie).partition("=")
+        if sep and name.strip():
+            cookies[name.strip()] = value.strip()
+    return {
+        "method": str(http.get("method") or ""),
+        "path": str(http.get("path") or event.get("rawPath") or ""),
+        "route": route,
+        "params": {str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
+        "query": parse_qs(str(event.get("rawQueryString") or ""), keep_blank_values=True),
+        "headers": {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
+        "cookies": cookies,
+        "body": body,
+    }
+
+
 def to_http_response(result: Any) -> HttpResponse:
     """Interpret a Lambda result as API Gateway v2 does (a bare value becomes a 200 JSON body)."""
     if not isinstance(result, dict) or "statusCode" not in result:
@@ -153,6 +183,52 @@ def to_http_response(result: Any) -> HttpResponse:
     raw = result.get("body") or ""
     body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode("utf-8")
     return HttpResponse(int(result["statusCode"]), headers, body)
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionResponse:
+    """A Web ``Response`` a handler returned, as the bootstrap serialised it (functions/runtime/frames.py).
+
+    ``headers`` keeps every pair in order, so several ``Set-Cookie`` survive; ``body``
+    is text, or base64 of the bytes when ``base64`` is set.
+    """
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    base64: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The plain shape a caller of ``ctx.function.invoke`` receives for a callee's Response."""
+        return {"status": self.status, "headers": [list(pair) for pair in self.headers], "body": self.body,
+                "base64": self.base64}
+
+
+def response_result(response: FunctionResponse) -> dict[str, Any]:
+    """The payload 2.0 proxy result for a handler's Response.
+
+    ``Set-Cookie`` goes to ``cookies`` (API Gateway turns each entry into its own
+    header); other repeated headers are joined with ", " as HTTP allows, since a
+    2.0 result has no multi-value headers. A 204 or 304 never carries a body.
+    """
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in response.headers:
+        lname = name.lower()
+        if lname == "set-cookie":
+            cookies.append(value)
+        else:
+            headers[lname] = f"{headers[lname]}, {value}" if lname in headers else value
+    empty = response.status in (204, 304)
+    result: dict[str, Any] = {
+        "statusCode": response.status,
+        "headers": headers,
+        "body": "" if empty else response.body,
+        "isBase64Encoded": response.base64 and not empty,
+    }
+    if cookies:
+        result["cookies"] = cookies
+    return result
 
 
 def proxy_result(status: int, body: Any, *, headers: dict[str, str] | None = None) -> dict[str, Any]:

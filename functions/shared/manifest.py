@@ -74,13 +74,30 @@ class Ordering(_Model):
     group_by: str = Field(min_length=1, max_length=128)
 
 
+class AuthSetting(_Model):
+    """The object form of a function's ``auth``: ``{"mode": "jwt", "optional": true}``.
+
+    Optional: an anonymous caller is let in with ``ctx.auth.type == "none"``; a
+    credential that is sent but not valid is still 401.
+    """
+
+    mode: AuthMode
+    optional: bool = False
+
+    @model_validator(mode="after")
+    def _optional_needs_a_mode(self) -> AuthSetting:
+        if self.optional and self.mode == "none":
+            raise ValueError("'optional' applies to \"api_key\" and \"jwt\" only")
+        return self
+
+
 class FunctionConfig(_Model):
     """One function's flux.json; ``name`` and ``directory`` are filled in by the loader."""
 
     route: str | None = None
     method: HttpMethod = "POST"
     async_: bool = Field(False, alias="async")
-    auth: AuthMode | None = None
+    auth: AuthMode | AuthSetting | None = None
     rate_limit: RateLimit | None = None
     timeout_ms: int = Field(10_000, ge=1, le=900_000)
     memory_mb: int = Field(256, ge=64, le=10_240)
@@ -99,6 +116,27 @@ class FunctionConfig(_Model):
     @classmethod
     def _secret_names(cls, value: list[str] | None) -> list[str] | None:
         return _check_secret_names(value)
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_form(cls, value: Any) -> Any:
+        """One clear message per bad ``auth`` (a plain union would report both of its branches)."""
+        if value is None or isinstance(value, AuthSetting):
+            return value
+        if isinstance(value, str):
+            if value not in ("none", "api_key", "jwt"):
+                raise ValueError(f'{value!r} is not "none", "api_key" or "jwt"')
+            return value
+        if isinstance(value, dict):
+            try:
+                return AuthSetting.model_validate(value)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                message = "unknown key" if first["type"] == "extra_forbidden" else \
+                    first["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where + ': ' if where else ''}{message}") from None
+        raise ValueError('must be "none", "api_key", "jwt" or {"mode": "jwt", "optional": true}')
 
     @field_validator("route")
     @classmethod
@@ -162,6 +200,16 @@ class JwtConfig(_Model):
         Field(default_factory=lambda: ["RS256"], min_length=1)
     leeway_s: int = Field(30, ge=0, le=300)
     jwks_refresh_s: int = Field(300, ge=1, le=86_400)
+    # Where clients put the token: "<header>: <scheme> <jwt>", or the bare token when the scheme is "".
+    header: str = Field("authorization", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    scheme: str = Field("Bearer", pattern=r"^(?:[A-Za-z][A-Za-z0-9._~+/-]{0,31})?$")
+
+    @field_validator("header")
+    @classmethod
+    def _lower_header(cls, value: str) -> str:
+        if value.lower() == "cookie":
+            raise ValueError("a JWT cannot be read from the cookie header")
+        return value.lower()
 
     @model_validator(mode="before")
     @classmethod
@@ -280,10 +328,17 @@ class FunctionSpec(BaseModel):
     auth: AuthMode
     rate_limit: RateLimit | None
     secrets: tuple[str, ...] = ()
+    # With "auth": {"mode": ..., "optional": true}: anonymous callers get in as type "none".
+    auth_optional: bool = False
 
     @property
     def is_async(self) -> bool:
         return self.config.async_
+
+    @property
+    def route_key(self) -> str:
+        """API Gateway's ``routeKey`` for this function (``"GET /orders/{id}"``)."""
+        return route_key(self.method, self.route)
 
     @property
     def internal(self) -> bool:
@@ -395,7 +450,8 @@ def load_project(root: str | Path) -> Project:
             routes[key] = name
         specs[name] = FunctionSpec(
             name=name, directory=folder, entry=entry, config=config, route=route, method=config.method,
-            auth=config.auth or project.auth.default,
+            auth=resolve_auth(config.auth, project.auth.default)[0],
+            auth_optional=resolve_auth(config.auth, project.auth.default)[1],
             rate_limit=config.rate_limit or project.rate_limit,
             secrets=tuple(config.secrets if config.secrets is not None else project.secrets),
         )
@@ -408,6 +464,18 @@ def load_project(root: str | Path) -> Project:
     if problems:
         raise ManifestError(problems)
     return Project(root=root, config=project, functions=specs)
+
+
+def route_key(method: str, route: str) -> str:
+    """``"METHOD /route"``, the key API Gateway routes on and every layer looks a function up by."""
+    return f"{method} {route}"
+
+
+def resolve_auth(setting: AuthMode | AuthSetting | None, default: AuthMode) -> tuple[AuthMode, bool]:
+    """(mode, optional) of a function's ``auth``: the string form, the object form, or the project default."""
+    if isinstance(setting, AuthSetting):
+        return setting.mode, setting.optional
+    return setting or default, False
 
 
 def _route_pattern(route: str) -> str:

@@ -81,3 +81,44 @@ def test_dashboard_refuses_a_foreign_host_header(project, dev_server_factory):
     assert server.client.get("/_flux/").status_code == 200
     rebound = server.client.get("/_flux/api/traces", headers={"host": "attacker.example.com"})
     assert rebound.status_code == 403
+
+
+def test_jwt_with_token_scheme_optional_mode_and_a_cookie_set_by_the_function(tmp_path, dev_server_factory):
+    """Issue #15 over HTTP: `Authorization: Token <jwt>`, an optional route, and a Response with cookies."""
+    import jwt as pyjwt
+
+    root = tmp_path / "tok"
+    (root / "functions" / "feed").mkdir(parents=True)
+    (root / "flux.json").write_text(json.dumps({"name": "tok", "auth": {"jwt": {
+        "secret_name": "JWT_SECRET", "scheme": "Token", "issuer": "https://issuer.test"}}}))
+    (root / "functions" / "feed" / "index.ts").write_text("""
+        export default async function handler(input, ctx) {
+          const body = { auth: ctx.auth, sawHeader: "authorization" in ctx.request.headers };
+          const headers = new Headers({ "content-type": "application/json" });
+          headers.append("set-cookie", `seen=${ctx.auth.type}; Path=/`);
+          headers.append("set-cookie", "theme=dark; Path=/");
+          return new Response(JSON.stringify(body), { status: 200, headers });
+        }""")
+    (root / "functions" / "feed" / "flux.json").write_text(
+        json.dumps({"route": "/feed", "method": "GET", "auth": {"mode": "jwt", "optional": True}}))
+    secret = "s" * 48
+    assert flux("secrets", "set", "JWT_SECRET", "-C", str(root), input=f"{secret}\n").returncode == 0
+    server = dev_server_factory(root)
+    client = server.client
+
+    anonymous = client.get("/feed")
+    assert anonymous.status_code == 200, anonymous.text
+    assert anonymous.json() == {"auth": {"type": "none"}, "sawHeader": False}
+    assert anonymous.headers.get_list("set-cookie") == ["seen=none; Path=/", "theme=dark; Path=/"]
+
+    token = pyjwt.encode({"sub": "u-42", "iss": "https://issuer.test", "exp": int(time.time()) + 300, "plan": "pro"},
+                         secret, algorithm="HS256")
+    known = client.get("/feed", headers={"authorization": f"Token {token}"})
+    assert known.status_code == 200, known.text
+    assert known.json()["auth"] == {"type": "jwt", "subject": "u-42",
+                                    "claims": {"sub": "u-42", "iss": "https://issuer.test",
+                                               "exp": known.json()["auth"]["claims"]["exp"], "plan": "pro"}}
+    assert known.json()["sawHeader"] is True
+    for bad in (f"Bearer {token}", "Token not-a-jwt", f"Token {token}x"):
+        refused = client.get("/feed", headers={"authorization": bad})
+        assert refused.status_code == 401 and refused.json()["error"] == "unauthorized", bad

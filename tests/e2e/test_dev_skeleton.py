@@ -147,3 +147,21 @@ def test_invoke_and_secrets_cli(project, dev_server_factory, fresh_database_url)
     assert payload["request_id"] in server.output()
     assert flux("secrets", "delete", "API_TOKEN", "-C", str(project)).returncode == 0
     assert flux("secrets", "delete", "API_TOKEN", "-C", str(project)).returncode == 1
+
+
+def test_a_change_under_lib_reloads_the_functions_that_import_it(project, dev_server_factory):
+    (project / "lib").mkdir(exist_ok=True)
+    (project / "lib" / "greeting.ts").write_text('export const GREETING = "Hi";\n')
+    (project / "functions" / "greets").mkdir()
+    (project / "functions" / "greets" / "index.ts").write_text(
+        'import { GREETING } from "../../lib/greeting.ts";\n'
+        "export default async function h() { return { greeting: GREETING }; }\n")
+    server = dev_server_factory(project)
+    assert server.client.post("/greets", json={}).json() == {"greeting": "Hi"}
+    (project / "lib" / "greeting.ts").write_text('export const GREETING = "Hello";\n')
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.client.post("/greets", json={}).json().get("greeting") == "Hello":
+            return
+        time.sleep(0.2)
+    pytest.fail(f"lib/ change not picked up:\n{server.output()}")

@@ -63,8 +63,9 @@ def test_embedded_postgres_migrations_and_crud(shop):
     assert "database: embedded" in shop.output()
     assert "001_catalog.sql" in shop.output()
     created = shop.client.post("/orders", json={"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
-    assert created.status_code == 200, created.text
-    order_id = created.json()["order"]["id"] if "order" in created.json() else created.json()["id"]
+    assert created.status_code == 201, created.text
+    order_id = created.json()["id"]
+    assert created.headers["location"] == f"/orders/{order_id}"
     fetched = shop.client.get(f"/orders/{order_id}")
     assert fetched.status_code == 200
     assert fetched.json()["items"][0]["quantity"] == 2
@@ -197,7 +198,7 @@ def wait_for(predicate, *, timeout: float = 20, interval: float = 0.1):
 
 def test_order_enqueues_invoice_in_the_same_trace(shop):
     created = shop.client.post("/orders", json={"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]})
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     order = created.json()
     assert order["invoice_job_id"]
     request_id = created.headers["x-request-id"]
@@ -256,3 +257,58 @@ def test_failing_job_lands_in_the_dlq_and_replay_runs_it_in_the_same_trace(shop)
     wait_for(delivered, timeout=20)
     stats = json.loads(flux("queue", "stats", "--json", "-C", str(shop.project)).stdout)
     assert stats["flaky_webhook"]["failed"] >= 2
+
+
+def test_list_orders_is_optional_auth_and_shows_the_callers_own_orders(shop):
+    anonymous = shop.client.get("/orders", params={"limit": "100"})
+    assert anonymous.status_code == 200
+    assert {o["user_id"] for o in anonymous.json()["orders"]} - {3}, "the seed has orders of other users"
+    created = flux("keys", "create", "--name", "user-3", "-C", str(shop.project))
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1].strip()
+    mine = shop.client.get("/orders", params={"limit": "100"}, headers={"x-api-key": key})
+    assert mine.status_code == 200, mine.text
+    assert mine.json()["user_id"] == 3
+    assert all(o["user_id"] == 3 for o in mine.json()["orders"])
+    bad = shop.client.get("/orders", headers={"x-api-key": "flx_live_notarealkey"})
+    assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
+
+
+def test_cancel_order_answers_204_then_409(shop):
+    order = shop.client.post("/orders", json={"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]}).json()
+    assert shop.client.delete(f"/orders/{order['id']}").status_code == 401
+    created = flux("keys", "create", "--name", "support", "-C", str(shop.project))
+    key = created.stdout.strip().splitlines()[-1].strip()
+    cancelled = shop.client.delete(f"/orders/{order['id']}", headers={"x-api-key": key})
+    assert cancelled.status_code == 204 and cancelled.content == b""
+    assert cancelled.headers["x-request-id"]
+    assert shop.client.get(f"/orders/{order['id']}").json()["status"] == "cancelled"
+    again = shop.client.delete(f"/orders/{order['id']}", headers={"x-api-key": key})
+    assert again.status_code == 409 and again.json()["error"] == "not_cancellable"
+    assert shop.client.delete("/orders/99999999", headers={"x-api-key": key}).status_code == 404
+
+
+def test_form_encoded_payment_webhook_is_verified_over_the_raw_body(shop):
+    import hashlib
+    import hmac
+
+    secret = "whsec-e2e-0123456789"
+    result = flux("secrets", "set", "PAYMENT_WEBHOOK_SECRET", "-C", str(shop.project), input=f"{secret}\n")
+    assert result.returncode == 0, result.stderr
+    order = shop.client.post("/orders", json={"user_id": 2, "items": [{"product_id": 1, "quantity": 3}]}).json()
+    body = f"order_id={order['id']}&amount={order['total']}&status=paid".encode()
+    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    form = {"content-type": "application/x-www-form-urlencoded"}
+
+    forged = shop.client.post("/webhooks/payment", content=body, headers={**form, "x-signature": "sha256=" + "0" * 64})
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_signature"
+    tampered = body.replace(b"status=paid", b"status=paid&x=1")
+    assert shop.client.post("/webhooks/payment", content=tampered,
+                            headers={**form, "x-signature": signature}).status_code == 401
+    assert shop.client.get(f"/orders/{order['id']}").json()["status"] == "pending"
+
+    paid = shop.client.post("/webhooks/payment", content=body, headers={**form, "x-signature": signature})
+    assert paid.status_code == 204, paid.text
+    assert shop.client.get(f"/orders/{order['id']}").json()["status"] == "paid"
+    logs = shop.client.get("/_flux/api/logs", params={"request_id": paid.headers["x-request-id"]}).json()
+    assert secret not in json.dumps(logs)

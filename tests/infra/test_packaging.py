@@ -92,6 +92,7 @@ def test_lambda_asset_layout_and_cache(shop_project):
     assert (asset.path / BUNDLE_PROJECT_DIR / "flux.json").is_file()
     for spec in shop_project.functions.values():
         assert (asset.path / BUNDLE_PROJECT_DIR / spec.entry.relative_to(shop_project.root)).is_file()
+    assert (asset.path / BUNDLE_PROJECT_DIR / "lib" / "money.ts").is_file()  # shared code, at the same relative path
     assert not list(asset.path.rglob(".flux"))  # local state never ships
     assert any(asset.path.glob("pydantic_core/*cpython-312-*-linux-gnu.so"))
     assert not (asset.path / "boto3").exists()  # the Lambda runtime provides it

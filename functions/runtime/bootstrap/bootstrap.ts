@@ -23,6 +23,22 @@ const realSetTimeout = globalThis.setTimeout;
 const realSetInterval = globalThis.setInterval;
 const realClearTimeout = globalThis.clearTimeout;
 const realClearInterval = globalThis.clearInterval;
+// What a returned Response is read with: the class, its getters and body reader, captured so that
+// user code patching Response.prototype or Headers.prototype cannot change what the client receives.
+const ResponseClass = globalThis.Response;
+const responseStatus = Object.getOwnPropertyDescriptor(Response.prototype, "status")!.get!;
+const responseHeaders = Object.getOwnPropertyDescriptor(Response.prototype, "headers")!.get!;
+const responseArrayBuffer = Response.prototype.arrayBuffer;
+const headersForEach = Headers.prototype.forEach;
+const headersGetSetCookie = Headers.prototype.getSetCookie;
+const Uint8ArrayClass = Uint8Array;
+const fromCharCode = String.fromCharCode;
+const realBtoa = globalThis.btoa;
+const realAtob = globalThis.atob;
+// Native base64 (V8 13+, Deno 2.x); the loops below are the fallback for older runtimes.
+const nativeToBase64 = (Uint8Array.prototype as any).toBase64 as (() => string) | undefined;
+const nativeFromBase64 = (Uint8Array as any).fromBase64 as ((text: string) => Uint8Array) | undefined;
+const freeze = Object.freeze;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 interface Scope { inv: number; spanId: string }
@@ -117,6 +133,81 @@ function nowUs(): number {
 function newSpanId(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(8));
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function toBase64(bytes: Uint8Array): string {
+  if (nativeToBase64) return apply(nativeToBase64, bytes, []);
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    binary += apply(fromCharCode, String, Array.from(apply(subarray, bytes, [i, i + 0x8000]) as Uint8Array));
+  }
+  return apply(realBtoa, globalThis, [binary]);
+}
+
+function fromBase64(text: string): Uint8Array {
+  if (nativeFromBase64) return apply(nativeFromBase64, Uint8ArrayClass, [text]);
+  const binary: string = apply(realAtob, globalThis, [text]);
+  const bytes = new Uint8ArrayClass(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+// Bodies of these types travel as text when they are valid UTF-8; everything else as base64 bytes.
+const TEXT_TYPE = /^(text\/|application\/(json|xml|javascript|x-www-form-urlencoded)|application\/[a-z0-9.+-]+\+(json|xml))/i;
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const lenientUtf8 = new TextDecoder("utf-8");
+
+// A returned Response as the done frame's "response" field: status, every header as a [name, value]
+// pair (each Set-Cookie its own pair), and the body as text or base64.
+async function serialiseResponse(response: Response): Promise<Record<string, unknown>> {
+  const status: number = apply(responseStatus, response, []);
+  const headers: Headers = apply(responseHeaders, response, []);
+  const pairs: string[][] = [];
+  apply(headersForEach, headers, [(value: string, name: string) => {
+    if (name !== "set-cookie") pairs.push([name, value]);
+  }]);
+  for (const cookie of apply(headersGetSetCookie, headers, []) as string[]) pairs.push(["set-cookie", cookie]);
+  const bytes = new Uint8ArrayClass(await apply(responseArrayBuffer, response, []));
+  if (bytes.length > MAX_RESULT_CHARS * 3 / 4) {
+    throw new FluxError(500, "function_error", `the response body is ${Math.round(bytes.length / 1048576)} MiB; the limit is ${MAX_RESULT_CHARS * 3 / 4 / 1048576} MiB`);
+  }
+  const type = pairs.find(([name]) => name === "content-type")?.[1] ?? "";
+  let body = "";
+  let base64 = false;
+  if (bytes.length && TEXT_TYPE.test(type)) {
+    try {
+      body = strictUtf8.decode(bytes);
+    } catch (_err) {
+      base64 = true;
+    }
+  } else if (bytes.length) {
+    base64 = true;
+  }
+  if (base64) body = toBase64(bytes);
+  return { status, headers: pairs, body, base64 };
+}
+
+// ctx.request: the HTTP request as the client sent it (absent for queued jobs and ctx.function.invoke).
+// The raw body is fetched from the host on first use, like a Web Request's body, so a function that
+// never reads it does not pay for a second copy of it.
+function makeRequest(meta: any): unknown {
+  if (!meta || typeof meta !== "object") return undefined;
+  let fetched: Promise<Uint8Array> | null = null;
+  const rawBytes = () => (fetched ??= call("request.body", {}).then((text: string) => fromBase64(text)));
+  return freeze({
+    method: String(meta.method ?? ""),
+    path: String(meta.path ?? ""),
+    route: String(meta.route ?? ""),
+    params: freeze({ ...(meta.params ?? {}) }),
+    query: freeze(Object.fromEntries(Object.entries(meta.query ?? {}).map(([k, v]) => [k, freeze([...(v as string[])])]))),
+    headers: freeze({ ...(meta.headers ?? {}) }),
+    cookies: freeze({ ...(meta.cookies ?? {}) }),
+    body: freeze({
+      length: Number(meta.length ?? 0),
+      bytes: async (): Promise<Uint8Array> => (await rawBytes()).slice(),
+      text: async (): Promise<string> => lenientUtf8.decode(await rawBytes()),
+    }),
+  });
 }
 
 class FluxError extends Error {
@@ -222,6 +313,7 @@ function makeCtx(message: any) {
     requestId: meta.requestId as string,
     traceId: meta.traceId as string,
     auth: Object.freeze(meta.auth ?? { type: "none" }),
+    request: makeRequest(meta.request),
     job: meta.job ? Object.freeze(meta.job) : undefined,
     function: Object.freeze({
       name: functionName,
@@ -305,6 +397,10 @@ async function invoke(message: any): Promise<void> {
   try {
     const ctx = makeCtx(message);
     const value = await scope.run({ inv, spanId: message.ctx?.spanId ?? "" }, async () => await handler!(message.input, ctx));
+    if (value instanceof ResponseClass) {
+      finish(inv, { ok: true, value: null, response: await serialiseResponse(value) });
+      return;
+    }
     let text: string;
     try {
       text = value === undefined ? "null" : apply(stringify, JSON, [value]);
@@ -349,6 +445,14 @@ function onMessage(message: any): void {
   }
 }
 
+// Deno names its --allow-read flag when an import reaches outside the sandbox; say what the rule is instead.
+function outsideImport(message: string): string | null {
+  const match = /Requires read access to "([^"]+)"/.exec(message);
+  if (!match) return null;
+  return `an import reaches ${match[1]}, outside what a function may read: its own folder and the project's ` +
+    `lib/ folder (import shared code as "../../lib/<file>.ts"; npm packages and allow_net hosts are also allowed)`;
+}
+
 async function load(): Promise<void> {
   try {
     const mod = await import(entryUrl);
@@ -358,7 +462,7 @@ async function load(): Promise<void> {
     handler = mod.default;
   } catch (err) {
     loadError = { ...describeError(err), status: 500, code: "function_error" };
-    loadError.message = `could not load ${functionName}: ${loadError.message}`;
+    loadError.message = `could not load ${functionName}: ${outsideImport(loadError.message) ?? loadError.message}`;
   }
   writeFrame({ t: "ready", error: loadError });
 }

@@ -14,7 +14,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from functions.gateway.errors import KeyNameTaken
 from functions.gateway.keys import ApiKey, ApiKeyStore
-from functions.shared.manifest import FunctionConfig, FunctionSpec, Project, ProjectConfig
+from functions.shared.manifest import FunctionConfig, FunctionSpec, Project, ProjectConfig, resolve_auth
 from functions.shared.secrets import MemorySecretsStore as MemorySecrets
 
 
@@ -122,7 +122,8 @@ def build_project(functions: dict[str, dict[str, Any]], **project: Any) -> Proje
         specs[name] = FunctionSpec(name=name, directory=root / "functions" / name,
                                    entry=root / "functions" / name / "index.ts", config=fn,
                                    route=fn.route or f"/{name}", method=fn.method,
-                                   auth=fn.auth or config.auth.default,
+                                   auth=resolve_auth(fn.auth, config.auth.default)[0],
+                                   auth_optional=resolve_auth(fn.auth, config.auth.default)[1],
                                    rate_limit=fn.rate_limit or config.rate_limit)
     return Project(root=root, config=config, functions=specs)
 

@@ -1,6 +1,7 @@
 /// <reference path="../../flux.d.ts" />
+import { fromCents, toCents } from "../../lib/money.ts";
 
-// POST /orders {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]}
+// POST /orders {"user_id": 1, "items": [{"product_id": 2, "quantity": 1}]} → 201, Location: /orders/<id>
 // Prices come from the catalogue (one `in` query for all products), never from the client.
 type Line = { product_id: number; quantity: number };
 
@@ -21,14 +22,14 @@ export default async function handler(input: { user_id: number; items: Line[] },
     table: "products", operation: "select", columns: ["id", "price"],
     filters: [{ column: "id", op: "in", value: productIds }],
   });
-  const priceOf = new Map(products.map((p) => [Number(p.id), Number(p.price)]));
+  const priceOf = new Map(products.map((p) => [Number(p.id), p.price as string]));
   const missing = productIds.filter((id) => !priceOf.has(id));
   if (missing.length > 0) throw new FluxError(404, "not_found", `no product ${missing.join(", ")}`);
 
-  const cents = items.reduce((sum, i) => sum + Math.round(priceOf.get(i.product_id)! * 100) * i.quantity, 0);
+  const cents = items.reduce((sum, i) => sum + toCents(priceOf.get(i.product_id)!) * i.quantity, 0);
   const [order] = await ctx.db.query({
     table: "orders", operation: "insert",
-    data: { user_id: user.id, customer_email: user.email, status: "pending", total: (cents / 100).toFixed(2) },
+    data: { user_id: user.id, customer_email: user.email, status: "pending", total: fromCents(cents) },
   });
 
   let lines: Row[];
@@ -49,5 +50,7 @@ export default async function handler(input: { user_id: number; items: Line[] },
   // appears in this request's trace under its async branch.
   const { job_id } = await ctx.queue.push("send_invoice", { orderId: order.id }, { idempotency_key: `invoice-${order.id}` });
   ctx.log.info("order created", { orderId: order.id, total: order.total, invoiceJob: job_id });
-  return { ...order, items: lines, invoice_job_id: job_id };
+  // 201 Created with the new order's address, as a REST client expects.
+  return Response.json({ ...order, items: lines, invoice_job_id: job_id },
+                       { status: 201, headers: { location: `/orders/${order.id}` } });
 }
