@@ -58,7 +58,9 @@ const ctx = {
 const [entry, input] = Deno.args;
 const module = await import(new URL(`file://${entry}`).href);
 try {
-  send({ done: await module.default(JSON.parse(input), ctx) });
+  const result = await module.default(JSON.parse(input), ctx);
+  // A Web Response (201 + Location from create_order): the tests here check its JSON body.
+  send({ done: result instanceof Response ? await result.json() : result });
 } catch (err) {
   const e = err as FluxError;
   send({ failed: { status: e.status ?? 500, code: e.code ?? "function_error", message: String(e.message) } });
