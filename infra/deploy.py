@@ -39,8 +39,8 @@ class SynthResult:
         return {
             "stack": self.plan.stack_name, "template": str(self.template), "assembly": str(self.assembly),
             "seconds": round(self.seconds, 2),
-            "functions": [{"name": f.name, "route": f.route_key, "auth": f.auth, "authorizer": f.authorizer,
-                           "async": f.queue is not None, "timeout_s": f.timeout_s, "memory_mb": f.memory_mb}
+            "functions": [{"name": f.name, "route": None if f.internal else f.route_key, "auth": f.auth,
+                           "authorizer": f.authorizer, "async": f.queue is not None, "timeout_s": f.timeout_s, "memory_mb": f.memory_mb}
                           for f in self.plan.functions],
             "queues": [{"function": f.name, "fifo": f.queue.fifo, "max_receive_count": f.queue.max_receive_count,
                         "visibility_timeout_s": f.queue.visibility_timeout_s}
@@ -120,9 +120,9 @@ def deploy(result: SynthResult, *, region: str, account: str, database_url: str 
 
 
 def endpoints(plan: StackPlan, api_url: str) -> list[tuple[str, str]]:
-    """``(function, "METHOD https://.../route")`` for each function."""
+    """``(function, "METHOD https://.../route")`` for each function with a public route (not the internal ones)."""
     base = api_url.rstrip("/")
-    return [(fn.name, f"{fn.method} {base}{fn.route}") for fn in plan.functions]
+    return [(fn.name, f"{fn.method} {base}{fn.route}") for fn in plan.routed_functions]
 
 
 def destroy(stack_name: str, *, region: str, session_factory: Callable[[], Any] | None = None,

@@ -58,7 +58,7 @@ def acknowledge_findings(stack: FluxStack) -> None:
         "none": "flux.json declares this function public (\"auth\": \"none\") and sets no rate limit, so no "
                 "authorizer runs; the runtime validates the input and answers errors with the standard body.",
     }
-    for fn in plan.functions:
+    for fn in plan.routed_functions:
         if fn.authorizer == "none":
             _ack(stack.api.routes[fn.name], "AwsSolutions-APIG4", public_reason["none"])
     for route_id in ("route-flux-dashboard", "route-flux-api"):

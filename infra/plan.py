@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from functions.shared.manifest import FunctionSpec, Project
+from functions.shared.manifest import FunctionSpec, Project, route_key
 from infra.errors import InfraError
 
 AuthorizerKind = Literal["none", "request"]
@@ -67,10 +67,11 @@ class FunctionPlan:
     memory_mb: int
     integration_timeout_s: int
     queue: QueuePlan | None
+    internal: bool = False   # reached only by ctx.function.invoke and the queue: no API route
 
     @property
     def route_key(self) -> str:
-        return f"{self.method} {self.route}"
+        return route_key(self.method, self.route)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,11 @@ class StackPlan:
     @property
     def secrets_prefix(self) -> str:
         return f"flux/{self.project}/{self.stage}/"
+
+    @property
+    def routed_functions(self) -> tuple[FunctionPlan, ...]:
+        """The functions with a public API route: all but the internal ones."""
+        return tuple(f for f in self.functions if not f.internal)
 
     @property
     def async_functions(self) -> tuple[FunctionPlan, ...]:
@@ -185,7 +191,7 @@ def function_plan(spec: FunctionSpec) -> FunctionPlan:
         rate_limited=spec.rate_limit is not None, authorizer=authorizer_kind(spec),
         timeout_s=timeout_s, memory_mb=_lambda_memory_mb(spec.config.memory_mb),
         integration_timeout_s=min(HTTP_INTEGRATION_MAX_S, timeout_s),
-        queue=queue_plan(spec) if spec.is_async else None,
+        queue=queue_plan(spec) if spec.is_async else None, internal=spec.internal,
     )
 
 
@@ -204,8 +210,8 @@ def plan_stack(project: Project, stage: str) -> StackPlan:
     """The plan for ``project`` at ``stage``; :class:`InfraError` for what no deployment could satisfy."""
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,19}", stage or ""):
         raise InfraError(f"stage {stage!r}: use letters, digits and '-', starting with a letter (at most 20)")
-    reserved = [s.name for s in project.functions.values() if s.route == RESERVED_PREFIX
-                or s.route.startswith(RESERVED_PREFIX + "/")]
+    reserved = [s.name for s in project.functions.values() if not s.internal and (
+                s.route == RESERVED_PREFIX or s.route.startswith(RESERVED_PREFIX + "/"))]
     if reserved:
         raise InfraError(f"routes under {RESERVED_PREFIX} belong to the observability API; "
                          f"move function(s) {', '.join(sorted(reserved))}")

@@ -43,7 +43,7 @@ class FluxApi(Construct):
         super().__init__(scope, construct_id)
         cors = None
         if plan.cors_origins:
-            methods = sorted({fn.method for fn in plan.functions} | {"OPTIONS"})
+            methods = sorted({fn.method for fn in plan.routed_functions} | {"OPTIONS"})
             cors = apigw.CorsPreflightOptions(
                 allow_origins=list(plan.cors_origins), allow_headers=allowed_headers(plan.cors_headers),
                 allow_methods=[apigw.CorsHttpMethod[m] for m in methods], expose_headers=EXPOSED_HEADERS,
@@ -62,7 +62,7 @@ class FluxApi(Construct):
             destination_arn=self.access_logs.log_group_arn, format=ACCESS_LOG_FORMAT)
 
         self.routes: dict[str, apigw.HttpRoute] = {}
-        for fn in plan.functions:
+        for fn in plan.routed_functions:
             integration = integrations.HttpLambdaIntegration(
                 f"{fn.name}-integration", functions[fn.name], timeout=Duration.seconds(fn.integration_timeout_s))
             self.routes[fn.name] = apigw.HttpRoute(

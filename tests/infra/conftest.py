@@ -40,6 +40,7 @@ FULL_PROJECT: dict[str, Any] = {
         "orders_report_daily": {"route": "/reports/daily", "method": "GET", "auth": "jwt", "timeout_ms": 25000},
         "send_invoice": {"async": True, "retry": {"max_attempts": 5}, "timeout_ms": 20000, "memory_mb": 512},
         "flaky_webhook": {"async": True, "retry": {"max_attempts": 2}, "ordering": {"group_by": "customer"}},
+        "audit_trail": {"internal": True},
     },
 }
 

@@ -44,6 +44,14 @@ def test_examples_shop_has_one_route_per_function_with_its_method_and_path(shop:
     assert len(function_routes) == len(project.functions)
 
 
+def test_an_internal_function_has_a_lambda_but_no_route(full: Synthesized) -> None:
+    """Issue #14 (12): ``"internal": true`` functions are reached by ctx.function.invoke and the queue only."""
+    assert not [key for key in routes(full) if key.endswith(" /audit_trail")]
+    handlers = [r for r in full.raw["Resources"].values() if r["Type"] == "AWS::Lambda::Function"
+                and r["Properties"].get("Environment", {}).get("Variables", {}).get("FLUX_FUNCTION") == "audit_trail"]
+    assert len(handlers) == 1
+
+
 def test_examples_shop_authorizer_guards_exactly_the_routes_that_need_it(shop: Synthesized) -> None:
     project = load_project(SHOP)
     found = routes(shop)
