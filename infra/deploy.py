@@ -40,7 +40,8 @@ class SynthResult:
             "stack": self.plan.stack_name, "template": str(self.template), "assembly": str(self.assembly),
             "seconds": round(self.seconds, 2),
             "functions": [{"name": f.name, "route": None if f.internal else f.route_key, "auth": f.auth,
-                           "authorizer": f.authorizer, "async": f.queue is not None, "timeout_s": f.timeout_s, "memory_mb": f.memory_mb}
+                           "authorizer": f.authorizer, "async": f.queue is not None, "timeout_s": f.timeout_s,
+                           "memory_mb": f.memory_mb}
                           for f in self.plan.functions],
             "queues": [{"function": f.name, "fifo": f.queue.fifo, "max_receive_count": f.queue.max_receive_count,
                         "visibility_timeout_s": f.queue.visibility_timeout_s}
