@@ -31,6 +31,13 @@ def test_204_without_body_and_plain_json_return(api):
 
 
 def test_binary_request_body_reaches_the_function_intact(api):
-    response = api.post("/hello", content=b"\xff\xfe not json", headers={"content-type": "application/octet-stream"})
+    sent = bytes(range(256)) + b"\xff\xfe not json"
+    response = api.post("/echo", content=sent, headers={"content-type": "application/octet-stream"})
+    assert response.status_code == 200, response.text
+    assert response.content == sent and response.headers["x-sent-type"] == "application/octet-stream"
+
+
+def test_a_json_body_that_is_not_json_is_refused_before_the_function(api):
+    response = api.post("/hello", content=b"\xff\xfe not json", headers={"content-type": "application/json"})
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_json"
