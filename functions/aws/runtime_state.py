@@ -31,8 +31,8 @@ from typing import Any, Literal
 
 from functions.aws import names
 from functions.aws.bundle import project_root
+from functions.gateway.pipeline import HttpPipeline
 from functions.runtime.host import Runtime, RuntimeOptions, Services
-from functions.runtime.http import HttpPipeline
 from functions.shared.manifest import Project, load_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
 

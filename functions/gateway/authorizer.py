@@ -10,8 +10,9 @@ without ``x-request-id``), and it cannot answer 401, 429 or 503 from an
 authorizer at all. Flux promises the standard error body (DESIGN §4), so the
 authorizer always answers ``isAuthorized: true`` and puts its verdict in the
 context; the runtime handler reads it before any user code runs and refuses
-the request with the right status and body (:mod:`functions.gateway.decision`
-holds the helpers it uses). The runtime is the only integration behind these
+the request with the right status and body. The verdict is one typed value,
+:class:`functions.gateway.verdict.Verdict`: written here, flattened into the
+context, parsed once by the pipeline. The runtime is the only integration behind these
 routes, and it refuses any outcome other than ``allow`` (and a protected route
 reached with no verdict at all), so nothing can skip that check: failing closed
 does not need a hard deny. That covers the cases a hard deny used to: an event
@@ -29,7 +30,7 @@ lacks an identity source with its own bare 401 before we can explain it. The
 cost is one authorizer call per request; the gain is that a revoked key or an
 expired token stops working at once.
 
-Context contract (every value a str or an int; API Gateway drops anything else):
+Context contract (``Verdict.to_context``; every value a str or an int, API Gateway drops anything else):
 
 =====================  =============================================================
 ``outcome``            ``"allow"`` or ``"deny"``
@@ -56,18 +57,18 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from functions.gateway.errors import CredentialRejected, RateLimitStoreError
 from functions.gateway.jwt_auth import JwtVerifier
 from functions.gateway.keys import ADMIN_SCOPES, FUNCTION_SCOPES, ApiKeyStore, presented_key
 from functions.gateway.ratelimit import RateLimiter
+from functions.gateway.verdict import UNAUTHORIZED_MESSAGE, DenyCode, Verdict
 from functions.shared.manifest import FunctionSpec, Project
 
 _log = logging.getLogger("flux.gateway.authorizer")
 
-UNAUTHORIZED_MESSAGE = "missing or invalid credentials"
 MAX_CLAIMS_CHARS = 4096
 _STANDARD_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "scope", "azp")
 
@@ -75,10 +76,9 @@ UNAVAILABLE_MESSAGE = "the authorizer could not decide; retry shortly"
 RETRY_AFTER_S = 5
 
 
-def refusal(error: str, message: str, **context: Any) -> dict[str, Any]:
+def refusal(error: DenyCode, message: str, **fields: Any) -> dict[str, Any]:
     """A soft deny: API Gateway lets the request through, the runtime refuses it with the standard body."""
-    return {"isAuthorized": True, "context": {**context, "outcome": "deny", "error": error, "message": message,
-                                              "ratelimit_outcome": "skipped"}}
+    return Verdict.refused(error, message, **fields).response()
 
 
 def unavailable() -> dict[str, Any]:
@@ -134,78 +134,71 @@ class Authorizer:
             if spec is None:
                 _log.warning("authorizer: route %r is not a Flux function; refusing", request.route_key)
                 return refusal("unauthorized", UNAUTHORIZED_MESSAGE)
-            context = self._decide(spec, request)
+            verdict = self._decide(spec, request)
         except MalformedEvent as exc:
             _log.warning("authorizer: unreadable event (%s); refusing", exc)
             return refusal("unauthorized", UNAUTHORIZED_MESSAGE)
         except Exception:  # noqa: BLE001 - an authorizer must fail closed, never crash
             _log.exception("authorizer: internal failure; refusing")
             return unavailable()
-        context["authorizer_us"] = int((self.clock() - started) * 1_000_000)
-        return {"isAuthorized": True, "context": context}
+        return replace(verdict, authorizer_us=int((self.clock() - started) * 1_000_000)).response()
 
-    def _decide(self, spec: FunctionSpec, request: AuthRequest) -> dict[str, Any]:
-        context: dict[str, Any] = {"function": spec.name, "auth_type": spec.auth}
-        caller = f"ip:{request.source_ip}"
+    def _decide(self, spec: FunctionSpec, request: AuthRequest) -> Verdict:
+        caller = Verdict(allowed=False, function=spec.name, auth_type=spec.auth)
+        bucket = f"ip:{request.source_ip}"
         if spec.auth == "api_key":
             presented = presented_key(request.headers)
             if presented is None and spec.auth_optional and "authorization" not in request.headers:
-                context["auth_type"] = "none"  # optional mode: an anonymous caller is served as such
-                return self._rate_limit(spec, caller, context)
+                # optional mode: an anonymous caller is served as such
+                return self._rate_limit(spec, bucket, replace(caller, auth_type="none"))
             record = self.keys.authenticate(presented) if presented is not None else None
             if record is None:
                 _log.info("authorizer: %s: API key missing or not valid", spec.name)
-                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+                return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
             if record.scope not in FUNCTION_SCOPES:
-                return _deny(context, "forbidden", f"the API key {record.name!r} may not call functions")
-            context.update(key_name=record.name, scope=record.scope)
-            caller = f"key:{record.name}"
+                return _deny(caller, "forbidden", f"the API key {record.name!r} may not call functions")
+            caller = replace(caller, key_name=record.name, scope=record.scope)
+            bucket = f"key:{record.name}"
         elif spec.auth == "jwt":
             if self.jwt is None:
                 raise RuntimeError(f"function {spec.name!r} requires JWT auth but no verifier is configured")
             presented = self.jwt.presented(request.headers)
             if presented is None and spec.auth_optional:
-                context["auth_type"] = "none"
-                return self._rate_limit(spec, caller, context)
+                return self._rate_limit(spec, bucket, replace(caller, auth_type="none"))
             token = self.jwt.token_from(presented) if presented is not None else None
             if token is None:  # absent on a required route, or sent in the wrong shape: 401 either way
-                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+                return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
             try:
                 claims = self.jwt.verify(token)
             except CredentialRejected as exc:
                 _log.info("authorizer: %s: token rejected: %s", spec.name, exc.reason)
-                return _deny(context, "unauthorized", UNAUTHORIZED_MESSAGE)
+                return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
             subject = claims.get("sub") if isinstance(claims.get("sub"), str) else ""
-            context.update(subject=subject, claims=_claims_json(claims))
+            caller = replace(caller, subject=subject, claims=_bounded_claims(claims))
             if subject:
-                caller = f"sub:{subject}"
-        return self._rate_limit(spec, caller, context)
+                bucket = f"sub:{subject}"
+        return self._rate_limit(spec, bucket, caller)
 
-    def _rate_limit(self, spec: FunctionSpec, caller: str, context: dict[str, Any]) -> dict[str, Any]:
+    def _rate_limit(self, spec: FunctionSpec, bucket: str, caller: Verdict) -> Verdict:
         if spec.rate_limit is None:
-            context.update(outcome="allow", ratelimit_outcome="bypass")
-            return context
+            return replace(caller, allowed=True, ratelimit_outcome="bypass")
         try:
-            decision = self.limiter.hit(bucket_key(spec.name, caller), spec.rate_limit)
+            decision = self.limiter.hit(bucket_key(spec.name, bucket), spec.rate_limit)
         except RateLimitStoreError as exc:
             _log.warning("authorizer: %s: rate-limit store failed, admitting (fail open): %s", spec.name, exc)
-            context.update(outcome="allow", ratelimit_outcome="store_error")
-            return context
-        context.update(ratelimit_limit=decision.limit, ratelimit_remaining=decision.remaining,
-                       ratelimit_reset=decision.reset_s)
+            return replace(caller, allowed=True, ratelimit_outcome="store_error")
+        counted = replace(caller, ratelimit_limit=decision.limit, ratelimit_remaining=decision.remaining,
+                          ratelimit_reset=decision.reset_s)
         if not decision.allowed:
-            context.update(ratelimit_outcome="limited", retry_after=decision.retry_after_s)
-            return _deny(context, "rate_limited", f"rate limit exceeded; retry in {decision.retry_after_s} s",
+            limited = replace(counted, ratelimit_outcome="limited", retry_after=decision.retry_after_s)
+            return _deny(limited, "rate_limited", f"rate limit exceeded; retry in {decision.retry_after_s} s",
                          rate_limit_checked=True)
-        context.update(outcome="allow", ratelimit_outcome="allowed")
-        return context
+        return replace(counted, allowed=True, ratelimit_outcome="allowed")
 
 
-def _deny(context: dict[str, Any], error: str, message: str, *, rate_limit_checked: bool = False) -> dict[str, Any]:
-    context.update(outcome="deny", error=error, message=message)
-    if not rate_limit_checked:
-        context["ratelimit_outcome"] = "skipped"
-    return context
+def _deny(caller: Verdict, error: DenyCode, message: str, *, rate_limit_checked: bool = False) -> Verdict:
+    denied = replace(caller, allowed=False, error=error, message=message)
+    return denied if rate_limit_checked else replace(denied, ratelimit_outcome="skipped")
 
 
 def bucket_key(function: str, caller: str) -> str:
@@ -215,13 +208,15 @@ def bucket_key(function: str, caller: str) -> str:
     return f"{function}|{caller}"
 
 
-def _claims_json(claims: dict[str, Any]) -> str:
-    """Verified claims for ``ctx.auth.claims``; oversized claim sets keep only the standard claims."""
-    text = json.dumps(claims, separators=(",", ":"), default=str)
-    if len(text) > MAX_CLAIMS_CHARS:
-        text = json.dumps({k: claims[k] for k in _STANDARD_CLAIMS if k in claims}, separators=(",", ":"),
-                          default=str)
-    return text
+def _bounded_claims(claims: dict[str, Any]) -> dict[str, Any]:
+    """Verified claims for ``ctx.auth.claims``; oversized claim sets keep only the standard claims.
+
+    The size is measured as the JSON the context will carry, so the bound holds on the wire.
+    """
+    plain = json.loads(json.dumps(claims, default=str))
+    if len(json.dumps(plain, separators=(",", ":"))) > MAX_CLAIMS_CHARS:
+        plain = {k: plain[k] for k in _STANDARD_CLAIMS if k in plain}
+    return plain
 
 
 AdminVerdict = Literal["allow", "unauthorized", "forbidden"]

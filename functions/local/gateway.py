@@ -3,7 +3,7 @@
 Like Chalice's ``local.py`` it only translates: an HTTP request is matched to a
 route, turned into the API Gateway v2 event (functions/shared/apigw.py), passed
 through the same authorizer code the Lambda authorizer runs, and handed to the
-same :class:`~functions.runtime.http.HttpPipeline` a runtime Lambda runs. The
+same :class:`~functions.gateway.pipeline.HttpPipeline` a runtime Lambda runs. The
 proxy result is turned back into the HTTP response. CORS, which API Gateway
 answers itself in AWS, is answered here. ``/_flux/*`` goes to the observability
 API and dashboard.
@@ -17,8 +17,8 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from functions.gateway.pipeline import HttpPipeline
 from functions.gateway.routing import RouteTable
-from functions.runtime.http import HttpPipeline
 from functions.shared.apigw import HttpRequest, HttpResponse, build_event, to_http_response
 from functions.shared.asgi import ASGIApp as AsgiApp
 from functions.shared.asgi import Receive, Scope, Send, read_request, send_response, serve_lifespan

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from functions.gateway.pipeline import HttpPipeline
 from functions.local.gateway import LocalGateway
 from functions.observability.buffered import BufferedSink
 from functions.observability.sqlite_store import SqliteSpanStore
 from functions.runtime.host import Runtime, RuntimeOptions, Services
-from functions.runtime.http import HttpPipeline
 from functions.runtime.local_secrets import SqliteSecretsStore
 from functions.shared.manifest import Project, load_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink

@@ -24,7 +24,7 @@ class CallContext:
     # When user code issued the call (wall clock, µs), if known: spans start there, so waiting for a
     # pool connection shows, and calls issued together (Promise.all) overlap as they did in user code.
     issued_us: int | None = None
-    # The HTTP request as ctx.request shows it (functions/runtime/http.py builds it); None for queued
+    # The HTTP request as ctx.request shows it (functions/gateway/pipeline.py builds it); None for queued
     # jobs and nested ctx.function.invoke calls, which have no client request of their own.
     request: dict[str, Any] | None = None
 

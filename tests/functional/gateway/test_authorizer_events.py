@@ -16,10 +16,10 @@ import jwt
 import pytest
 
 from functions.gateway.authorizer import Authorizer
-from functions.gateway.decision import auth_for_ctx, authorizer_context, denial, gateway_span_attrs, ratelimit_headers
 from functions.gateway.jwt_auth import JwtVerifier
 from functions.gateway.keys_sqlite import open_project_key_store
 from functions.gateway.ratelimit_local import LocalRateLimiter
+from functions.gateway.verdict import Verdict
 from functions.shared.apigw import HttpRequest, build_event
 from functions.shared.errors import error_response
 from functions.shared.manifest import load_project
@@ -60,9 +60,9 @@ def test_api_key_sample(local: Any, event: Any) -> None:
     assert result["isAuthorized"] is True
     assert (context["outcome"], context["key_name"], context["function"]) == ("allow", "ci", "create_order")
     assert (context["ratelimit_limit"], context["ratelimit_remaining"]) == (20, 19)
-    assert ratelimit_headers(context) == {"RateLimit-Limit": "20", "RateLimit-Remaining": "19",
-                                          "RateLimit-Reset": "3"}
-    assert auth_for_ctx(context) == {"type": "api_key", "key_name": "ci", "scope": "invoke"}
+    assert Verdict.from_context(context).ratelimit_headers() == {
+        "RateLimit-Limit": "20", "RateLimit-Remaining": "19", "RateLimit-Reset": "3"}
+    assert Verdict.from_context(context).auth() == {"type": "api_key", "key_name": "ci", "scope": "invoke"}
     assert local.keys.get_by_name("ci").last_used_at is not None
 
 
@@ -72,7 +72,7 @@ def test_api_key_sample_rate_limited_after_20(local: Any, event: Any) -> None:
     sample["headers"]["x-api-key"] = key
     contexts = [local.authorizer.authorize(sample)["context"] for _ in range(21)]
     assert [c["outcome"] for c in contexts].count("allow") == 20
-    response = error_response(denial(contexts[-1]), "rid")
+    response = error_response(Verdict.from_context(contexts[-1]).denial(), "rid")
     assert response["statusCode"] == 429
     assert response["headers"]["Retry-After"] == "3"
     local.clock.advance(3)
@@ -83,12 +83,12 @@ def test_jwt_sample(local: Any, event: Any) -> None:
     sample = event("gateway_authorizer_bearer_jwt.json")
     rejected = local.authorizer.authorize(sample)["context"]  # the sample's token is expired and badly signed
     assert (rejected["outcome"], rejected["error"], rejected["auth_type"]) == ("deny", "unauthorized", "jwt")
-    assert error_response(denial(rejected), "rid")["statusCode"] == 401
+    assert error_response(Verdict.from_context(rejected).denial(), "rid")["statusCode"] == 401
     sample["headers"]["authorization"] = f"Bearer {token(role='buyer')}"
     context = local.authorizer.authorize(sample)["context"]
     assert (context["outcome"], context["subject"], context["ratelimit_outcome"]) == ("allow", "user-42", "bypass")
-    assert auth_for_ctx(context)["claims"]["role"] == "buyer"
-    attrs = gateway_span_attrs(context)
+    assert Verdict.from_context(context).auth()["claims"]["role"] == "buyer"
+    attrs = Verdict.from_context(context).span_attrs()
     assert attrs["auth.subject"] == "user-42" and attrs["auth.outcome"] == "allow"
     serialized = json.dumps(attrs)
     assert "session=abc123" not in serialized and sample["headers"]["authorization"][7:] not in serialized
@@ -108,16 +108,18 @@ def test_default_route_sample_is_refused_with_a_soft_deny(local: Any, event: Any
     assert (result["context"]["outcome"], result["context"]["error"]) == ("deny", "unauthorized")
 
 
-def test_runtime_samples_decode_with_the_decision_helpers(event: Any) -> None:
-    allowed = authorizer_context(event("gateway_request_authorized.json"))
-    assert denial(allowed) is None
-    assert auth_for_ctx(allowed) == {"type": "api_key", "key_name": "ci", "scope": "invoke"}
-    limited = authorizer_context(event("gateway_request_rate_limited.json"))
-    response = error_response(denial(limited), "rid")
+def test_runtime_samples_decode_into_verdicts(event: Any) -> None:
+    allowed = Verdict.from_event(event("gateway_request_authorized.json"))
+    assert allowed is not None
+    assert allowed.denial() is None
+    assert allowed.auth() == {"type": "api_key", "key_name": "ci", "scope": "invoke"}
+    limited = Verdict.from_event(event("gateway_request_rate_limited.json"))
+    assert limited is not None
+    response = error_response(limited.denial(), "rid")
     assert response["statusCode"] == 429
     assert response["headers"]["Retry-After"] == "3"
     assert response["headers"]["RateLimit-Remaining"] == "0"
-    assert gateway_span_attrs(limited)["ratelimit.outcome"] == "limited"
+    assert limited.span_attrs()["ratelimit.outcome"] == "limited"
 
 
 def test_flux_dev_event_from_the_shared_converter(local: Any) -> None:

@@ -21,11 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from functions.gateway.authorizer import Authorizer
-from functions.gateway.decision import denial
 from functions.gateway.errors import CredentialRejected
 from functions.gateway.jwt_auth import JwtVerifier
 from functions.gateway.keys_sqlite import SqliteApiKeyStore
 from functions.gateway.ratelimit_local import LocalRateLimiter
+from functions.gateway.verdict import Verdict
 from functions.shared.errors import error_response
 from functions.shared.manifest import FunctionConfig, FunctionSpec, JwtConfig, Project, ProjectConfig
 
@@ -128,7 +128,7 @@ def test_full_authorizer_answers_allow_then_401(jwks: JwksServer, keys: dict[str
     allowed = call(token(keys["k1"], "k1"))["context"]
     assert allowed["outcome"] == "allow" and allowed["subject"] == "user-7"
     denied = call(token(keys["k2"], "k1"))["context"]  # right kid, wrong key
-    assert error_response(denial(denied), "r")["statusCode"] == 401
+    assert error_response(Verdict.from_context(denied).denial(), "r")["statusCode"] == 401
 
 
 def test_key_rotation_after_the_cache_filled(jwks: JwksServer, keys: dict[str, Any]) -> None:

@@ -38,7 +38,7 @@ def test_aws_reachable_messages_do_not_mention_flux_dev() -> None:
     for module in (*entries, *LAZY):
         importlib.import_module(module)
     loaded = sorted(m for m in sys.modules if m.startswith("functions.") and not m.startswith("functions.local"))
-    assert "functions.runtime.http" in loaded and "functions.engine.executor" in loaded
+    assert "functions.gateway.pipeline" in loaded and "functions.engine.executor" in loaded
     offending = []
     for name in loaded:
         path = Path(sys.modules[name].__file__ or "")

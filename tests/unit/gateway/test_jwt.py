@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from functions.gateway.authorizer import UNAUTHORIZED_MESSAGE, Authorizer
-from functions.gateway.decision import denial
 from functions.gateway.errors import CredentialRejected
 from functions.gateway.jwt_auth import JwksCache, JwtVerifier
 from functions.gateway.ratelimit_local import LocalRateLimiter
+from functions.gateway.verdict import Verdict
 from functions.shared.errors import error_response
 from functions.shared.manifest import JwtConfig
 
@@ -149,7 +149,7 @@ def test_attacks_become_401_with_the_standard_body(helpers: Any, verifier: JwtVe
         assert result["isAuthorized"] is True, name  # soft deny: the runtime answers
         context = result["context"]
         assert context["outcome"] == "deny" and context["error"] == "unauthorized", name
-        response = error_response(denial(context), "rid")
+        response = error_response(Verdict.from_context(context).denial(), "rid")
         assert response["statusCode"] == 401, name
         body = json.loads(response["body"])
         assert body == {"error": "unauthorized", "message": UNAUTHORIZED_MESSAGE, "request_id": "rid"}, name

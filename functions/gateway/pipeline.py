@@ -5,7 +5,8 @@ This is the code a runtime Lambda runs for every HTTP request and the code
 
 1. make the trace id (always a fresh one; an incoming ``x-request-id`` / ``traceparent``
    is recorded on the gateway span for correlation, see functions/shared/ids.py);
-2. honour the authorizer's decision (it soft-denies: see functions/gateway/authorizer.py);
+2. read the authorizer's verdict once (it soft-denies: see functions/gateway/authorizer.py and
+   functions/gateway/verdict.py) and refuse the request when it says so;
 3. enforce ``max_body_bytes``, read ``input`` by content type (JSON, form fields, or
    nothing: functions/gateway/validation.py), merge path and query parameters,
    validate ``input_schema``, and build ``ctx.request`` (functions/shared/apigw.py);
@@ -22,8 +23,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from functions.gateway.decision import auth_for_ctx, authorizer_context, denial, gateway_span_attrs, ratelimit_headers
 from functions.gateway.validation import read_input, validate_input
+from functions.gateway.verdict import Verdict
 from functions.runtime.ports import Invoker, QueueService
 from functions.shared.apigw import FunctionResponse, event_body, proxy_result, request_view, response_result
 from functions.shared.context import CallContext
@@ -32,10 +33,11 @@ from functions.shared.ids import incoming_trace
 from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
 
-_log = logging.getLogger("flux.runtime")
+_log = logging.getLogger("flux.gateway.pipeline")
 # Read by callers in AWS as much as locally: point at the trace, which both have, not at a terminal.
 INTERNAL_ERROR_MESSAGE = "internal error; `flux why <request id>` shows what failed"
-
+# What a request that no authorizer saw is served as (only allowed on a route with ``auth: "none"``).
+NO_AUTHORIZER = Verdict(allowed=True)
 
 
 class HttpPipeline:
@@ -62,7 +64,8 @@ class HttpPipeline:
         trace_id = incoming.trace_id
         http = (event.get("requestContext") or {}).get("http") or {}
         spec = self.function_for(event)
-        context = authorizer_context(event)
+        verdict = Verdict.from_event(event)
+        seen = verdict or NO_AUTHORIZER
         root_attrs: dict[str, Any] = {
             "function": spec.name if spec else "",
             "http.method": str(http.get("method") or ""),
@@ -71,19 +74,19 @@ class HttpPipeline:
             "request_id.source": incoming.source,
         }
         root_attrs.update(incoming.correlation())
-        root_attrs.update(_gateway_attrs(context))
+        root_attrs.update(seen.span_attrs())
         span = start_span(trace_id, incoming.parent_span_id, "gateway", str(event.get("routeKey") or "unrouted"),
                           **root_attrs)
-        extra_headers = _ratelimit_headers(context)
+        extra_headers = seen.ratelimit_headers()
         try:
             if spec is None:
                 raise RouteNotFound(f"no function at {http.get('method', '?')} {http.get('path', '?')}")
-            self._check_authorizer(spec, context)
+            _check_verdict(spec, verdict)
             body = event_body(event)
             value = self._input(event, body, headers.get("content-type"), spec)
             # A queued job has no client request of its own: only a synchronous call gets ctx.request.
             request = None if spec.is_async else request_view(event, body, route=spec.route)
-            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, _auth_for_ctx(context),
+            call = CallContext(trace_id, span.span_id, spec.name, trace_id, self.sink, seen.auth(),
                                request=request)
             if spec.is_async:
                 if self.enqueue is None:
@@ -115,15 +118,6 @@ class HttpPipeline:
                               "function": root_attrs["function"]})
         return result
 
-    def _check_authorizer(self, spec: FunctionSpec, context: dict[str, Any] | None) -> None:
-        if context is None:
-            if spec.auth != "none":  # a protected route reached without the authorizer: fail closed
-                raise Unauthorized("missing or invalid credentials")
-            return
-        error = denial(context)
-        if error is not None:
-            raise error
-
     def _input(self, event: dict[str, Any], body: bytes, content_type: str | None, spec: FunctionSpec) -> Any:
         value = read_input(body, content_type, self.project.config.limits.max_body_bytes)
         params = dict(event.get("queryStringParameters") or {})
@@ -137,19 +131,12 @@ class HttpPipeline:
         return value
 
 
-def _gateway_attrs(context: dict[str, Any] | None) -> dict[str, Any]:
-    if context is None:
-        return {"auth.mode": "none", "auth.outcome": "allow"}
-    return gateway_span_attrs(context)
-
-
-def _ratelimit_headers(context: dict[str, Any] | None) -> dict[str, str]:
-    if context is None:
-        return {}
-    return ratelimit_headers(context)
-
-
-def _auth_for_ctx(context: dict[str, Any] | None) -> dict[str, Any]:
-    if context is None:
-        return {"type": "none"}
-    return auth_for_ctx(context)
+def _check_verdict(spec: FunctionSpec, verdict: Verdict | None) -> None:
+    """Raise the authorizer's refusal; a protected route reached without any verdict fails closed."""
+    if verdict is None:
+        if spec.auth != "none":
+            raise Unauthorized("missing or invalid credentials")
+        return
+    error = verdict.denial()
+    if error is not None:
+        raise error
