@@ -10,6 +10,8 @@ read back through the HTTP front (``GET /ordered_runs/{account}``).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from tests.deployed.conftest import function_name, wait_for
@@ -35,18 +37,23 @@ def test_ordered_function_gets_a_fifo_queue(deployed):
     mapping = ordered_mapping(deployed)
     assert mapping.queue_url.endswith(".fifo"), mapping.queue_url
     assert mapping.report_failures, "an ordered worker must report partial batch failures"
+    # infra/plan.py: SQS raises the receive count of records skipped behind a failed one, so a larger
+    # batch could redrive a group's later jobs to the DLQ unrun; ordered mappings take one record at a time.
+    assert mapping.batch_size == 1, mapping.batch_size
 
 
 def test_each_group_runs_in_enqueue_order_and_a_failure_holds_its_group(api, migrated_stage, deployed):
     # Two groups enqueued interleaved, one request after the other (each 202 before the next is sent);
     # in group "fifo-a" job 2 fails its first attempt.
     jobs: dict[tuple[str, int], str] = {}
+    accepted: dict[tuple[str, int], datetime] = {}
     for seq in SEQUENCE:
         for account in ("fifo-a", "fifo-b"):
             fail_times = 1 if (account, seq) == ("fifo-a", 2) else 0
             response = api.post("/ordered_step", json={"account": account, "seq": seq, "fail_times": fail_times})
             assert response.status_code == 202, response.text
             jobs[(account, seq)] = response.json()["job_id"]
+            accepted[(account, seq)] = datetime.now(UTC)
 
     def finished(account: str, expected: int):
         return lambda: (lambda got: got if len(got) >= expected else None)(runs(api, account))
@@ -62,5 +69,9 @@ def test_each_group_runs_in_enqueue_order_and_a_failure_holds_its_group(api, mig
         assert [r["job_id"] for r in got if r["attempt"] == 1] == [jobs[(account, s)] for s in SEQUENCE], got
         times = [r["ran_at"] for r in got]
         assert times == sorted(times), f"{account}: attempts recorded out of clock order: {got}"
+    # The group was really held: job 3 was already queued when job 2's retry (2 s backoff) ran.
+    retry = datetime.fromisoformat(a[2]["ran_at"].replace("Z", "+00:00"))
+    assert accepted[("fifo-a", 3)] < retry, (accepted[("fifo-a", 3)], a)
     # The failure was reported as a partial batch failure, not a whole-batch error.
     assert ordered_mapping(deployed).failures_reported, "the ordered worker never reported a batch item failure"
+
