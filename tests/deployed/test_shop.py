@@ -42,7 +42,7 @@ def test_migrations_are_applied_through_the_engine_lambda(migrated, deployed, cl
 
 def test_shop_crud(migrated, api):
     created = api.post("/orders", json={"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     order_id = created.json()["order"]["id"] if "order" in created.json() else created.json()["id"]
     fetched = api.get(f"/orders/{order_id}")
     assert fetched.status_code == 200, fetched.text
@@ -70,7 +70,7 @@ def test_database_connections_pass_the_rds_proxy_rules(migrated, api, deployed):
 
 def test_order_enqueues_invoice_and_the_worker_runs_it_in_the_same_trace(migrated, api, deployed):
     created = api.post("/orders", json={"user_id": 2, "items": [{"product_id": 3, "quantity": 1}]})
-    assert created.status_code == 200, created.text
+    assert created.status_code == 201, created.text
     order = created.json()
     order_id = order["order"]["id"] if "order" in order else order["id"]
     wait_for(lambda: cluster_rows(deployed, "SELECT count(*) FROM invoices WHERE order_id = %s", order_id)[0][0] == 1,
