@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.deployed.harness.deployment import Deployment
+from tests.deployed.harness.template import ACCOUNT, REGION
 
 REPO = Path(__file__).resolve().parents[2]
 FLUX = REPO / ".venv" / "bin" / "flux"
@@ -114,11 +115,29 @@ def url_mode_project(base: Path, project: Path) -> Path:
     return root
 
 
+# A secret that exists in the account before the stack, named by a partial ARN (no random suffix), as
+# Secrets Manager's GetSecretValue accepts it and the ARN an operator knows before creating the secret.
+EXISTING_SECRET_NAME = "flux-deployed/existing-db"
+EXISTING_SECRET_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{EXISTING_SECRET_NAME}"
+
+
+def secret_arn_project(base: Path, project: Path) -> Path:
+    """The same project with ``database.secret_arn`` naming a pre-existing secret (created in moto before deploying)."""
+    root = base / "shop-secret"
+    shutil.copytree(project, root)
+    config = json.loads((root / "flux.json").read_text())
+    config["database"] = {"secret_arn": EXISTING_SECRET_ARN}
+    (root / "flux.json").write_text(json.dumps(config, indent=2))
+    return root
+
+
 @pytest.fixture(scope="session")
 def other_synths(project: Path, workdir: Path, synthesized: dict[str, Any]) -> dict[str, BackgroundSynth]:
-    """Queued once the dev synth is done: the prod stage of the same project, and its database.url variant."""
+    """Queued once the dev synth is done: the prod stage of the same project, its database.url variant and
+    its database.secret_arn variant."""
     return {"prod": BackgroundSynth(project, "prod", workdir / "cdk.out-prod"),
-            "url": BackgroundSynth(url_mode_project(workdir, project), "urlmode", workdir / "cdk.out-url")}
+            "url": BackgroundSynth(url_mode_project(workdir, project), "urlmode", workdir / "cdk.out-url"),
+            "secret": BackgroundSynth(secret_arn_project(workdir, project), "secretarn", workdir / "cdk.out-secret")}
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Two stages of one project side by side, and the database.url mode of the same project.
+"""Two stages of one project side by side, and the database.url and database.secret_arn modes of the same project.
 
 Physical names that must be unique in an account and region (RDS Proxy, cluster and
 instance identifiers, subnet groups, function names, tables, queues, secrets, log groups,
@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
 
+from tests.deployed.conftest import EXISTING_SECRET_ARN, EXISTING_SECRET_NAME
 from tests.deployed.harness.deployment import Deployment
 
 pytestmark = pytest.mark.xdist_group("deployed")
@@ -52,8 +55,6 @@ def test_database_url_mode_serves_requests(other_synths, deployed, workdir, cli,
     parameters = {"DatabaseUrl": url}
     stage = Deployment(Path(summary["assembly"]), summary["stack"], workdir / "run-url", parameters=parameters)
     try:
-        import httpx
-
         with httpx.Client(base_url=stage.api.url, timeout=60) as client:
             hello = client.post("/hello", json={"name": "url"})
             assert hello.status_code == 200, hello.text
@@ -62,5 +63,42 @@ def test_database_url_mode_serves_requests(other_synths, deployed, workdir, cli,
             assert migrated.returncode == 0, f"{migrated.stdout}\n{migrated.stderr}"
             orders = client.get("/orders", params={"limit": "1"})
             assert orders.status_code == 200, orders.text
+    finally:
+        stage.close()
+
+
+def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, workdir, cli, project):
+    """database.secret_arn: a secret the operator created before the stack, in the RDS JSON shape, pointing at the
+    database through the RDS Proxy front; hello, one shop CRUD round trip and `flux db migrate --stage` go through it."""
+    summary = other_synths["secret"].result()
+    template = json.loads(Path(summary["template"]).read_text())
+    assert not [lid for lid, r in template["Resources"].items()
+                if r["Type"] in {"AWS::RDS::DBCluster", "AWS::RDS::DBProxy", "AWS::SecretsManager::Secret"}], \
+        "secret_arn mode must neither provision a database nor create its own database secret"
+    assert EXISTING_SECRET_ARN in json.dumps(template), "the stack's Lambdas are not given the existing secret"
+    cluster = next(iter(deployed.stack.of_type("AWS::RDS::DBCluster").values()))["Properties"]
+    assert deployed.proxy is not None and deployed.cluster is not None
+    secret = {"username": deployed.cluster.master_user, "password": deployed.cluster.master_password,
+              "host": "127.0.0.1", "port": deployed.proxy.port, "dbname": cluster["DatabaseName"],
+              "engine": "postgres"}
+    stage = Deployment(Path(summary["assembly"]), summary["stack"], workdir / "run-secret",
+                       existing_secrets={EXISTING_SECRET_NAME: json.dumps(secret)})
+    try:
+        with httpx.Client(base_url=stage.api.url, timeout=60) as client:
+            hello = client.post("/hello", json={"name": "secret"})
+            assert hello.status_code == 200, hello.text
+            migrated = cli("db", "migrate", "--stage", "secretarn", "-C", str(project), "--json",
+                           env=stage.client_env())
+            assert migrated.returncode == 0, f"{migrated.stdout}\n{migrated.stderr}"
+            with psycopg.connect(deployed.cluster.dsn(cluster["DatabaseName"])) as conn:  # the operator's view
+                applied = {r[0] for r in conn.execute("SELECT filename FROM flux_migrations").fetchall()}
+            assert {"001_catalog.sql", "910_ordered_runs.sql"} <= applied, applied
+            created = client.post("/orders", json={"user_id": 1, "items": [{"product_id": 1, "quantity": 2}]})
+            assert created.status_code == 201, created.text
+            order = created.json()
+            fetched = client.get(f"/orders/{order['id']}")
+            assert fetched.status_code == 200, fetched.text
+            assert fetched.json()["items"][0]["quantity"] == 2
+            assert deployed.proxy.refused == [], f"RDS Proxy refused startup options: {deployed.proxy.refused}"
     finally:
         stage.close()

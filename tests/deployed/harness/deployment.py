@@ -1,6 +1,7 @@
 """One emulated deployment of a synthesized stack: what ``cdk deploy`` would leave running in an account.
 
-Order, as CloudFormation would create the resources: DynamoDB tables, SQS queues, secrets;
+Order, as CloudFormation would create the resources: DynamoDB tables, SQS queues, secrets (and,
+before them, the secrets that already exist in the account, as ``database.secret_arn`` expects);
 the database (the cluster, its secret's connection details, the RDS Proxy front); every
 Lambda function (names, ARNs, assets, layers); the HTTP API; the SQS event source
 mappings. The stack's outputs are then written where ``cdk deploy --outputs-file`` puts
@@ -35,8 +36,11 @@ CLUSTER_HOST = "127.0.0.2"  # the cluster endpoint: reachable only through the p
 
 class Deployment:
     def __init__(self, assembly: Path, stack_name: str, workdir: Path, *, parameters: dict[str, str] | None = None,
-                 image: RuntimeImage | None = None, external_database_port: int | None = None) -> None:
+                 image: RuntimeImage | None = None, external_database_port: int | None = None,
+                 existing_secrets: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        # Secrets that exist in the account before the stack (``database.secret_arn``): name → SecretString.
+        self._existing_secrets = dict(existing_secrets or {})
         workdir.mkdir(parents=True, exist_ok=True)
         self.stack = Stack.load(assembly, stack_name, parameters)
         self._closers: list[Any] = []
@@ -53,6 +57,8 @@ class Deployment:
         aws.create_tables(stack, self.moto)
         aws.create_queues(stack, self.moto)
         aws.create_secrets(stack, self.moto)
+        for name, value in self._existing_secrets.items():
+            self.client("secretsmanager").create_secret(Name=name, SecretString=value)
         self.cluster: ClusterServer | None = None
         self.proxy: RdsProxy | None = None
         self._database()
