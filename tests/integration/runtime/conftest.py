@@ -92,9 +92,11 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
 }
 
 
-def write_project(root: Path) -> Path:
-    (root / "flux.json").write_text(json.dumps({"name": "rt", "limits": {"max_body_bytes": 2048}}))
-    for name, (config, source) in FUNCTIONS.items():
+def write_project(root: Path, project: dict | None = None,
+                  functions: dict[str, tuple[dict, str]] | None = None) -> Path:
+    """A project folder: ``flux.json`` and one folder per function (``name -> (flux.json, index.ts)``)."""
+    (root / "flux.json").write_text(json.dumps(project or {"name": "rt", "limits": {"max_body_bytes": 2048}}))
+    for name, (config, source) in (FUNCTIONS if functions is None else functions).items():
         folder = root / "functions" / name
         folder.mkdir(parents=True)
         (folder / "index.ts").write_text(source)
@@ -105,12 +107,14 @@ def write_project(root: Path) -> Path:
 class Harness:
     """A LocalStack whose spans go to memory, driven from one event loop."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, secrets: dict[str, str] | None = None) -> None:
         self.loop = asyncio.new_event_loop()
         self.stack = LocalStack(root, min_warm=1, max_workers=2, use_database=False)
         self.memory = MemorySink()
         self.stack.sink = self.memory
         self.stack.pipeline.sink = self.memory
+        for name, value in (secrets or {}).items():  # before start: the workers read them from the first request
+            self.stack.secrets.set(name, value)
         self.run(self.stack.start())
 
     def run(self, coro):

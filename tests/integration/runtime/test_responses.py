@@ -5,12 +5,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from functions.shared.apigw import HttpRequest, HttpResponse
-from tests.integration.runtime.conftest import Harness
+from tests.integration.runtime.conftest import Harness, write_project
 
 pytestmark = pytest.mark.integration
 
@@ -75,13 +74,8 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
 
 @pytest.fixture(scope="module")
 def h(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
-    root: Path = tmp_path_factory.mktemp("responses")
-    (root / "flux.json").write_text(json.dumps({"name": "responses", "limits": {"max_body_bytes": 4096}}))
-    for name, (config, source) in FUNCTIONS.items():
-        folder = root / "functions" / name
-        folder.mkdir(parents=True)
-        (folder / "index.ts").write_text(source)
-        (folder / "flux.json").write_text(json.dumps(config))
+    root = write_project(tmp_path_factory.mktemp("responses"),
+                         {"name": "responses", "limits": {"max_body_bytes": 4096}}, FUNCTIONS)
     harness = Harness(root)
     yield harness
     harness.close()

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from functions.local.stack import LocalStack
 from functions.runtime.guard import MAX_LOG_LINES
 from functions.runtime.host import Runtime, RuntimeOptions, Services
 from functions.runtime.sandbox import WorkerCommand, isolation
@@ -24,6 +23,8 @@ from functions.shared.errors import FluxError, RuntimeCrashed
 from functions.shared.manifest import ManifestError, load_project
 from functions.shared.secrets import MemorySecretsStore
 from functions.shared.spans import MemorySink, Span
+from tests.integration.runtime.conftest import Harness as RuntimeHarness
+from tests.integration.runtime.conftest import write_project as write_runtime_project
 
 pytestmark = pytest.mark.integration
 
@@ -118,28 +119,12 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
 
 
 def write_project(root: Path) -> Path:
-    (root / "flux.json").write_text(json.dumps({"name": "sec", "auth": {"jwt": {"secret_name": "JWT_SECRET"}}}))
-    for name, (config, source) in FUNCTIONS.items():
-        folder = root / "functions" / name
-        folder.mkdir(parents=True)
-        (folder / "index.ts").write_text(source)
-        (folder / "flux.json").write_text(json.dumps(config))
-    return root
+    return write_runtime_project(root, {"name": "sec", "auth": {"jwt": {"secret_name": "JWT_SECRET"}}}, FUNCTIONS)
 
 
-class Harness:
+class Harness(RuntimeHarness):
     def __init__(self, root: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.stack = LocalStack(root, min_warm=1, max_workers=2, use_database=False)
-        self.memory = MemorySink()
-        self.stack.sink = self.memory
-        self.stack.pipeline.sink = self.memory
-        self.stack.secrets.set("STRIPE_KEY", SECRET)
-        self.stack.secrets.set("JWT_SECRET", JWT_SECRET)
-        self.run(self.stack.start())
-
-    def run(self, coro):
-        return self.loop.run_until_complete(coro)
+        super().__init__(root, secrets={"STRIPE_KEY": SECRET, "JWT_SECRET": JWT_SECRET})
 
     def call(self, name: str, body: object = None) -> HttpResponse:
         request = HttpRequest("POST", f"/{name}", headers=(("content-type", "application/json"),),
@@ -153,10 +138,6 @@ class Harness:
     def trace(self, trace_id: str) -> tuple[list[Span], list]:
         return ([s for s in self.memory.spans if s.trace_id == trace_id],
                 [r for r in self.memory.logs if r.trace_id == trace_id])
-
-    def close(self) -> None:
-        self.run(self.stack.stop())
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")
