@@ -99,8 +99,8 @@ class FluxApi(Construct):
                   "route-flux-api": ("GET /_flux/{proxy+}", FLUX_ROUTE_RATE_LIMIT, FLUX_ROUTE_BURST_LIMIT)}
         settings = {}
         for construct_id, (key, rate, burst) in limits.items():
-            settings[key] = apigw.CfnStage.RouteSettingsProperty(throttling_rate_limit=rate,
-                                                                 throttling_burst_limit=burst)
+            # RouteSettings is a free-form JSON map in CloudFormation: CDK writes its keys as given.
+            settings[key] = {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
             self.stage.node.add_dependency(self.routes[construct_id])
         cfn_stage = self.stage.node.default_child
         cfn_stage.route_settings = settings  # type: ignore[union-attr]
