@@ -225,3 +225,20 @@ def test_cors_preflight_and_exposed_headers():
         assert "access-control-allow-origin" not in other
     finally:
         api.close()
+
+
+def test_route_settings_throttle_their_route_instead_of_the_stage():
+    """API Gateway: a RouteSettings entry's limits replace the stage default for that route only."""
+    from tests.deployed.harness.apigw_http import HttpApi, HttpApiModel
+
+    routes = [Route("GET /slow", "GET", ("slow",), "slow", 30000, None),
+              Route("GET /broken", "GET", ("broken",), "broken", 30000, None)]
+    model = HttpApiModel("api", routes, None, 1000.0, 1000, route_limits={"GET /slow": (0.001, 2)})
+    api = HttpApi(model, StubLambdas({"slow": {"ok": True}, "broken": {"ok": True}}), account="123456789012",
+                  region="us-east-1")
+    try:
+        assert [get(api, "/slow").status for _ in range(3)] == [200, 200, 429]
+        assert json.loads(get(api, "/slow").body) == {"message": "Too Many Requests"}
+        assert [get(api, "/broken").status for _ in range(5)] == [200] * 5  # the stage default still applies here
+    finally:
+        api.close()
