@@ -242,3 +242,25 @@ def test_route_settings_throttle_their_route_instead_of_the_stage():
         assert [get(api, "/broken").status for _ in range(5)] == [200] * 5  # the stage default still applies here
     finally:
         api.close()
+
+
+def test_role_policy_evaluation_matches_iam_wildcards_and_denies():
+    from pathlib import Path
+
+    from tests.deployed.harness.iam import RolePolicy
+    from tests.deployed.harness.template import Stack
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:flux/p/dev/KEY-??????"
+    template = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": {
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret},
+                          {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "arn:aws:sqs:*:*:q-*"},
+                          {"Effect": "Deny", "Action": "sqs:*", "Resource": "arn:aws:sqs:*:*:q-secret"}]}}}}}
+    policy = RolePolicy.of_role(Stack(template, "s", Path(".")), "Role")
+    assert policy.allows("secretsmanager:GetSecretValue", secret.replace("??????", "AbC123"))
+    assert not policy.allows("secretsmanager:GetSecretValue", secret.replace("??????", "AbC1234"))  # longer name
+    assert not policy.allows("secretsmanager:GetSecretValue", secret.replace("KEY", "OTHER").replace("??????", "x" * 6))
+    assert policy.allows("SQS:SendMessage", "arn:aws:sqs:us-east-1:1:q-jobs")  # actions are case-insensitive
+    assert not policy.allows("sqs:SendMessage", "arn:aws:sqs:us-east-1:1:q-secret")  # an explicit deny wins
+    assert not policy.allows("sqs:DeleteMessage", "arn:aws:sqs:us-east-1:1:q-jobs")
