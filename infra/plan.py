@@ -107,10 +107,15 @@ class FunctionPlan:
 
     @property
     def http_sends_to(self) -> tuple[str, ...]:
-        """The queues the HTTP Lambda sends to: the closure's pushes, and its own when it is async (its route
-        only enqueues)."""
-        own = (self.name,) if self.queue is not None else ()
-        return tuple(sorted({*self.pushes, *own}))
+        """The queues the HTTP Lambda sends to: the closure's pushes; for an async function only its own queue,
+        because its route only enqueues (the worker runs the code)."""
+        return (self.name,) if self.queue is not None else self.pushes
+
+    @property
+    def http_secrets(self) -> tuple[str, ...]:
+        """The secrets the HTTP Lambda reads: the closure's; none for an async function, whose route runs no
+        user code."""
+        return () if self.queue is not None else self.secrets
 
     @property
     def worker_sends_to(self) -> tuple[str, ...]:

@@ -14,8 +14,9 @@ Permissions (each role separately), from the function's invoke closure
 (infra/plan.py: itself and what it reaches through ``invokes``, whose code runs in
 the same Lambda): write spans; read exactly the secrets the closure declares (none:
 no Secrets Manager statement); read the database secret (when there is a
-database); ``SendMessage`` on exactly the queues the closure ``pushes`` to (plus,
-for an async function's HTTP Lambda, its own queue, which its route fills); the job
+database); ``SendMessage`` on exactly the queues the closure ``pushes`` to; the
+HTTP Lambda of an async function runs no user code (its route only enqueues), so it
+gets no project secret and only its own queue, and its worker the closure's; the job
 table's idempotency items only when it sends at all; and, for a consumer, its own
 queue (granted by the event source) and the job records it settles.
 ``FLUX_QUEUE_URLS`` carries only the queues the Lambda may send to (a worker's also
@@ -90,12 +91,12 @@ class RuntimeFunctions(Construct):
         self.http: dict[str, FluxFunction] = {}
         self.workers: dict[str, FluxFunction] = {}
         for fn in plan.functions:
-            self.http[fn.name] = self._function(fn, fn.name, names.HTTP_HANDLER, fn.timeout_s,
+            self.http[fn.name] = self._function(fn, fn.name, names.HTTP_HANDLER, fn.timeout_s, fn.http_secrets,
                                                 _Sends(fn.http_sends_to, JOB_ENQUEUER if fn.http_sends_to else ()))
             queue = queues.by_function.get(fn.name)
             if fn.queue is not None and queue is not None:
                 worker = self._function(fn, f"{fn.name}-worker", names.WORKER_HANDLER, fn.queue.consumer_timeout_s,
-                                        _Sends(fn.worker_sends_to, JOB_SETTLER, settles=fn.name))
+                                        fn.secrets, _Sends(fn.worker_sends_to, JOB_SETTLER, settles=fn.name))
                 worker.function.add_event_source(event_sources.SqsEventSource(
                     queue.queue, batch_size=fn.queue.batch_size, report_batch_item_failures=True,
                     max_concurrency=fn.queue.max_concurrency))
@@ -121,7 +122,7 @@ class RuntimeFunctions(Construct):
         return env
 
     def _function(self, fn: FunctionPlan, construct_id: str, handler: str, timeout_s: int,
-                  sends: _Sends) -> FluxFunction:
+                  secrets: tuple[str, ...], sends: _Sends) -> FluxFunction:
         database = self._database
         made = FluxFunction(
             self, construct_id, code=self._code.runtime, handler=handler, environment=self.environment(fn, sends),
@@ -131,7 +132,7 @@ class RuntimeFunctions(Construct):
             reserved_concurrency=fn.concurrency, layers=[self._code.deno_layer], vpc=database.vpc,
             security_groups=[database.lambda_security_group] if database.lambda_security_group else [])
         grant(self._tables.spans, made.role, SPAN_WRITER)
-        self._secrets.grant_read(made.role, fn.secrets)
+        self._secrets.grant_read(made.role, secrets)
         database.grant_connect(made.role)
         for name in sends.to:
             sqs_send(self._queues.by_function[name].queue, made)

@@ -134,10 +134,19 @@ def test_grants_follow_the_invoke_closure(plan) -> None:
 
 def test_an_async_function_sends_to_its_own_queue_from_its_route_only(plan) -> None:
     send_invoice = by_name(plan, "send_invoice")
-    assert send_invoice.http_sends_to == ("flaky_webhook", "send_invoice")
+    assert send_invoice.http_sends_to == ("send_invoice",)  # the route only enqueues: no user code runs there
     assert send_invoice.worker_sends_to == ("flaky_webhook",)
     flaky = by_name(plan, "flaky_webhook")
     assert flaky.http_sends_to == ("flaky_webhook",) and flaky.worker_sends_to == ()
+    create_order = by_name(plan, "create_order")
+    assert create_order.http_secrets == ("STRIPE_KEY",)
+
+
+def test_an_async_function_s_route_reads_no_secret_and_its_worker_its_closure_s(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path / "p", {"flux.json": {"name": "s"}, "functions": {
+        "job": {"async": True, "secrets": ["K"], "invokes": ["helper"]}, "helper": {"secrets": ["H"]}}}))
+    job = next(f for f in plan_stack(project, "dev").functions if f.name == "job")
+    assert job.http_secrets == () and job.secrets == ("H", "K")
 
 
 def test_closure_of_a_cycle_and_a_chain(tmp_path: Path) -> None:
