@@ -14,7 +14,7 @@ import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
-from infra.constructs.function import VPC_ACCESS_POLICY
+from infra.constructs.function import ENI_RESOURCE_TYPES
 from infra.stack import FluxStack
 
 RUNTIME_REASON = (
@@ -42,17 +42,16 @@ def acknowledge_findings(stack: FluxStack) -> None:
     for made in lambdas:
         _ack(made.function, "AwsSolutions-L1", RUNTIME_REASON)
         if made.function.is_bound_to_vpc:
-            _ack(made.role, f"AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/{VPC_ACCESS_POLICY}]",
-                 "A Lambda in a VPC must create and delete its network interfaces; those EC2 calls accept no "
-                 "resource ARN, and AWS keeps this policy to exactly them. It grants no data access.")
-
-    secrets_arn = (f"arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
-                   f"{plan.secrets_prefix}*")
-    for made in [*stack.runtime.http.values(), *stack.runtime.workers.values()]:
-        _ack(made.role, f"AwsSolutions-IAM5[Resource::{secrets_arn}]",
-             "ctx.secrets.get(name) names its secret at run time, so the set of secrets is not known at synth time; "
-             "the grant is GetSecretValue only, on this project's and stage's own prefix (flux/<project>/<stage>/), "
-             "and the Deno worker that runs user code never holds AWS credentials.")
+            _ack(made.role, "AwsSolutions-IAM5[Resource::*]",
+                 "ec2:DescribeNetworkInterfaces and ec2:DescribeSubnets only: Lambda describes its network interfaces "
+                 "with the execution role, EC2 Describe calls have no resource-level permissions, and they read "
+                 "metadata, no data.")
+            for kind in ENI_RESOURCE_TYPES:
+                _ack(made.role, f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:"
+                                f"<AWS::AccountId>:{kind}/*]",
+                     "Lambda creates and deletes the function's network interfaces with the execution role; their ids "
+                     "are not known before they exist, so the grant is on this account and region's interfaces, "
+                     "subnets and security groups, limited by the ec2:Vpc condition to the stack's own VPC.")
 
     public_reason = {
         "none": "flux.json declares this function public (\"auth\": \"none\") and sets no rate limit, so no "

@@ -11,6 +11,20 @@ goes straight to its runtime Lambda. There is one authorizer, never cached and
 without identity sources (see functions/gateway/authorizer.py): every request is
 counted, both API key header forms work, a missing credential gets Flux's own 401
 body, and a revoked key stops working at once.
+
+Grants follow the call graph. ``ctx.function.invoke`` runs the callee in the
+caller's own Lambda (the whole project is bundled), so a function's role needs the
+secrets and queues of every function it can reach through ``invokes``: its invoke
+closure (itself and ``invokes``, transitively). :func:`invoke_closure` computes it;
+:class:`FunctionPlan` carries the union of the closure's ``secrets`` and ``pushes``,
+which is everything the role is granted in Secrets Manager (besides the database
+secret) and SQS.
+
+Concurrency. Every Lambda has reserved concurrency: a function's own from flux.json
+``concurrency`` (its HTTP Lambda and its worker alike; the worker's SQS event source
+runs at most that many batches), the control Lambdas the constants below. Reserved
+concurrency is both a floor (no hot route can starve the authorizer) and a ceiling
+(no route, public or not, can take more of the account than its share).
 """
 
 from __future__ import annotations
@@ -18,10 +32,11 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from functions.shared.manifest import FunctionSpec, Project, route_key
+from functions.shared.manifest import DEFAULT_CONCURRENCY, FunctionSpec, Project, route_key
 from infra.errors import InfraError
 
 AuthorizerKind = Literal["none", "request"]
@@ -36,13 +51,26 @@ MIN_MEMORY_MB = 512
 MAX_MEMORY_MB = 10_240
 # The queue consumer runs a batch's records one after another, so its timeout covers the whole batch.
 QUEUE_BATCH_SIZE = 5
-QUEUE_MAX_CONCURRENCY = 10
 VISIBILITY_FACTOR = 6  # AWS: visibility timeout >= 6 x the consuming function's timeout
 SQS_MAX_VISIBILITY_S = 43_200
 SPANS_SHARDS = 8
 STAGE_RATE_LIMIT = 500  # requests per second across the API (stage default)
 STAGE_BURST_LIMIT = 1_000
+# The unauthenticated routes that reach the observability Lambda: $default (Flux's 404 body) and /_flux (the
+# dashboard and its API, which checks an admin key itself). Lower than the stage so they cannot use it all up.
+DEFAULT_ROUTE_RATE_LIMIT = 10
+DEFAULT_ROUTE_BURST_LIMIT = 20
+FLUX_ROUTE_RATE_LIMIT = 25
+FLUX_ROUTE_BURST_LIMIT = 50
 RESERVED_PREFIX = "/_flux"
+# Reserved concurrency of the control Lambdas. The authorizer answers in milliseconds (one DynamoDB read), so 25
+# at once serve thousands of requests a second, the stage's whole rate; the observability API is an operator's
+# tool; the engine runs migrations (one deploy at a time) and the dashboard's schema graph and advice.
+AUTHORIZER_CONCURRENCY = 25
+OBSERVABILITY_CONCURRENCY = 5
+ENGINE_CONCURRENCY = 3
+# AWS keeps at least this much of an account's concurrency unreserved (PutFunctionConcurrency refuses more).
+UNRESERVED_MINIMUM = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +79,7 @@ class QueuePlan:
     max_receive_count: int
     visibility_timeout_s: int
     batch_size: int
-    max_concurrency: int
+    max_concurrency: int   # the event source's MaximumConcurrency: the worker's reserved concurrency, at most
     consumer_timeout_s: int
 
 
@@ -68,10 +96,37 @@ class FunctionPlan:
     integration_timeout_s: int
     queue: QueuePlan | None
     internal: bool = False   # reached only by ctx.function.invoke and the queue: no API route
+    concurrency: int = DEFAULT_CONCURRENCY  # reserved concurrency of its HTTP Lambda and of its worker
+    invoke_closure: tuple[str, ...] = ()  # itself and every function it reaches through "invokes", sorted
+    secrets: tuple[str, ...] = ()  # what the closure declares in "secrets": all its role may read by name
+    pushes: tuple[str, ...] = ()   # what the closure declares in "pushes": the queues user code may send to
 
     @property
     def route_key(self) -> str:
         return route_key(self.method, self.route)
+
+    @property
+    def http_sends_to(self) -> tuple[str, ...]:
+        """The queues the HTTP Lambda sends to: the closure's pushes; for an async function only its own queue,
+        because its route only enqueues (the worker runs the code)."""
+        return (self.name,) if self.queue is not None else self.pushes
+
+    @property
+    def http_secrets(self) -> tuple[str, ...]:
+        """The secrets the HTTP Lambda reads: the closure's; none for an async function, whose route runs no
+        user code."""
+        return () if self.queue is not None else self.secrets
+
+    @property
+    def worker_sends_to(self) -> tuple[str, ...]:
+        """The queues the worker Lambda sends to: the closure's pushes only (it settles its own queue's
+        records through the event source's grants, never by sending)."""
+        return self.pushes
+
+    @property
+    def reserved_concurrency(self) -> int:
+        """What its Lambdas reserve together: the HTTP Lambda, and the worker of an async function."""
+        return self.concurrency * (2 if self.queue is not None else 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +148,13 @@ class StackPlan:
     slow_query_ms: int
     n_plus_one_threshold: int
     jwt_secret_name: str | None
+
+    @property
+    def reserved_concurrency(self) -> int:
+        """The account concurrency the stack reserves: every function's Lambdas and the control Lambdas."""
+        engine = ENGINE_CONCURRENCY if self.database.mode != "none" else 0
+        return sum(f.reserved_concurrency for f in self.functions) + AUTHORIZER_CONCURRENCY + \
+            OBSERVABILITY_CONCURRENCY + engine
 
     @property
     def stack_name(self) -> str:
@@ -160,6 +222,27 @@ def _lambda_memory_mb(memory_mb: int) -> int:
     return min(MAX_MEMORY_MB, math.ceil(wanted / 64) * 64)
 
 
+def invoke_closure(specs: Mapping[str, FunctionSpec], name: str) -> tuple[str, ...]:
+    """``name`` and every function it reaches through ``invokes``, transitively (cycles included once), sorted.
+    The loader has checked that every ``invokes`` entry is a function of the project."""
+    seen = {name}
+    todo = [name]
+    while todo:
+        for callee in specs[todo.pop()].invokes:
+            if callee not in seen:
+                seen.add(callee)
+                todo.append(callee)
+    return tuple(sorted(seen))
+
+
+def closure_grants(specs: Mapping[str, FunctionSpec], name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(secrets, pushes) of ``name``'s invoke closure, each sorted and without repeats."""
+    closure = [specs[member] for member in invoke_closure(specs, name)]
+    secrets = sorted({secret for spec in closure for secret in spec.secrets})
+    pushes = sorted({target for spec in closure for target in spec.pushes})
+    return tuple(secrets), tuple(pushes)
+
+
 def queue_plan(spec: FunctionSpec) -> QueuePlan:
     per_job_s = math.ceil(spec.config.timeout_ms / 1000)
     batch = max(1, min(QUEUE_BATCH_SIZE, (LAMBDA_MAX_TIMEOUT_S - TIMEOUT_HEADROOM_S) // per_job_s))
@@ -173,7 +256,7 @@ def queue_plan(spec: FunctionSpec) -> QueuePlan:
         max_receive_count=spec.config.retry.max_attempts,
         visibility_timeout_s=min(SQS_MAX_VISIBILITY_S, VISIBILITY_FACTOR * consumer_timeout),
         batch_size=batch,
-        max_concurrency=QUEUE_MAX_CONCURRENCY,
+        max_concurrency=spec.config.concurrency,
         consumer_timeout_s=consumer_timeout,
     )
 
@@ -184,14 +267,19 @@ def authorizer_kind(spec: FunctionSpec) -> AuthorizerKind:
     return "none"
 
 
-def function_plan(spec: FunctionSpec) -> FunctionPlan:
+def function_plan(spec: FunctionSpec, specs: Mapping[str, FunctionSpec] | None = None) -> FunctionPlan:
+    """``specs`` are the project's functions, for the invoke closure (a function alone when not given)."""
+    specs = specs if specs is not None else {spec.name: spec}
     timeout_s = _lambda_timeout_s(spec.config.timeout_ms)
+    secrets, pushes = closure_grants(specs, spec.name)
     return FunctionPlan(
         name=spec.name, method=spec.method, route=spec.route, auth=spec.auth,
         rate_limited=spec.rate_limit is not None, authorizer=authorizer_kind(spec),
         timeout_s=timeout_s, memory_mb=_lambda_memory_mb(spec.config.memory_mb),
         integration_timeout_s=min(HTTP_INTEGRATION_MAX_S, timeout_s),
         queue=queue_plan(spec) if spec.is_async else None, internal=spec.internal,
+        concurrency=spec.config.concurrency, invoke_closure=invoke_closure(specs, spec.name),
+        secrets=secrets, pushes=pushes,
     )
 
 
@@ -219,7 +307,8 @@ def plan_stack(project: Project, stage: str) -> StackPlan:
     jwt = config.auth.jwt
     return StackPlan(
         project=config.name, stage=stage,
-        functions=tuple(function_plan(spec) for spec in sorted(project.functions.values(), key=lambda s: s.name)),
+        functions=tuple(function_plan(spec, project.functions)
+                        for spec in sorted(project.functions.values(), key=lambda s: s.name)),
         database=database_plan(project),
         cors_origins=tuple(config.cors.origins), cors_headers=tuple(config.cors.headers),
         cors_max_age_s=config.cors.max_age,

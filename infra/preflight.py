@@ -1,4 +1,5 @@
-"""Before a deployment touches anything: are there AWS credentials, a region, and a bootstrapped account?
+"""Before a deployment touches anything: are there AWS credentials, a region, a bootstrapped account, and
+room in the account's Lambda concurrency for what the stack reserves?
 
 Each problem is reported as what is missing and what to do about it, and all of
 them at once (no region *and* no credentials is two lines, not two attempts).
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.errors import InfraError
+from infra.plan import UNRESERVED_MINIMUM
 
 BOOTSTRAP_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
 _EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
@@ -107,3 +109,56 @@ def check_bootstrap(identity: Identity, session_factory: Callable[[], Any] = _de
             return False
         return None
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyRoom:
+    """The account's Lambda concurrency (GetAccountSettings) against what a stack reserves."""
+
+    limit: int
+    unreserved: int
+    reserving: int
+
+    @property
+    def reservable(self) -> int:
+        """The most all functions of the account may reserve together: AWS keeps a minimum unreserved."""
+        return max(0, self.limit - UNRESERVED_MINIMUM)
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Fatal: the stack reserves more than the account could ever hold."""
+        if self.reserving <= self.reservable:
+            return []
+        return [(f"this stack reserves {self.reserving} concurrent Lambda executions, but the account's limit is "
+                 f"{self.limit} and AWS keeps {UNRESERVED_MINIMUM} of it unreserved, so at most {self.reservable} "
+                 "can be reserved",
+                 "lower \"concurrency\" in the functions' flux.json files (default 10 per function, twice for an "
+                 "async one: its route and its worker), or ask AWS for more (Service Quotas: AWS Lambda, "
+                 "'Concurrent executions'; new accounts start at 10)")]
+
+    def warnings(self) -> list[str]:
+        """Not fatal: the free part of the account looks too small, unless this stack already holds the
+        reservations (a redeploy) or other stacks give some back."""
+        free = self.unreserved - UNRESERVED_MINIMUM
+        if self.reserving <= free or self.problems():
+            return []
+        return [f"the account has {self.unreserved} unreserved concurrent executions; reserving {self.reserving} "
+                f"would leave fewer than AWS's minimum of {UNRESERVED_MINIMUM}: the deployment fails unless this "
+                "stack already holds most of them (a redeploy)"]
+
+
+def check_concurrency(identity: Identity, reserving: int,
+                      session_factory: Callable[[], Any] = _default_session) -> ConcurrencyRoom | None:
+    """The account's concurrency against ``reserving``; :class:`PreflightFailed` when it can never fit, None
+    when we may not read the account settings (the deployment then finds out itself)."""
+    from botocore import exceptions as botocore_errors
+
+    client = session_factory().client("lambda", region_name=identity.region)
+    try:
+        limits = client.get_account_settings()["AccountLimit"]
+    except (botocore_errors.ClientError, botocore_errors.EndpointConnectionError, KeyError):
+        return None
+    room = ConcurrencyRoom(limit=int(limits["ConcurrentExecutions"]),
+                           unreserved=int(limits["UnreservedConcurrentExecutions"]), reserving=reserving)
+    if room.problems():
+        raise PreflightFailed(room.problems())
+    return room

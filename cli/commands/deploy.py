@@ -91,6 +91,21 @@ def _identity():
         raise typer.Exit(1) from None
 
 
+def _concurrency(identity, reserving: int) -> None:
+    """Stop before CloudFormation when the account cannot hold the stack's reserved concurrency."""
+    from infra.preflight import PreflightFailed, check_concurrency
+
+    try:
+        room = check_concurrency(identity, reserving)
+    except PreflightFailed as exc:
+        for what, todo in exc.problems:
+            err_console.print(f"[bold red]error:[/] {what}", soft_wrap=True)
+            err_console.print(f"  [dim]{todo}[/]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    for warning in room.warnings() if room is not None else []:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
 def deploy_cmd(directory: Directory = Path("."), stage: Stage = "dev", out: OutDir = Path("cdk.out"),
                arch: Arch = "x86_64",
                review: Annotated[bool, typer.Option("--review", help="Ask before widening IAM permissions.")] = False,
@@ -111,6 +126,7 @@ def deploy_cmd(directory: Directory = Path("."), stage: Stage = "dev", out: OutD
     if not as_json:
         err_console.print(f"deploying as {identity.arn} to {identity.region}")
     result = _synth(directory, stage, out, arch, quiet=as_json)
+    _concurrency(identity, result.plan.reserved_concurrency)
     try:
         outputs = deploy(result, region=identity.region, account=identity.account,
                          database_url=project.config.database.url, approval="broadening" if review else "never")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functions.shared.errors import FluxError, FunctionTimeout, RuntimeCrashed
+from functions.shared.errors import FluxError, Forbidden, FunctionTimeout, RuntimeCrashed
 
 
 class RuntimeFailure(FluxError):
@@ -44,3 +44,17 @@ class OutputTooLarge(RuntimeFailure):
 
 class PoolBusy(RuntimeFailure, FunctionTimeout):
     """Every worker of the function stayed busy past its timeout_ms: the request could not start (504)."""
+
+
+class PushNotDeclared(RuntimeFailure, Forbidden):
+    """``ctx.queue.push`` to a function the caller's flux.json ``pushes`` does not list (403): in AWS the caller's
+    role may not send to that queue, so the refusal names the declaration to add, locally and in AWS alike."""
+
+    code = "push_not_declared"
+
+
+class InvokeNotDeclared(RuntimeFailure, Forbidden):
+    """``ctx.function.invoke`` of a function the caller's flux.json ``invokes`` does not list (403): the callee runs
+    in the caller's Lambda, whose role holds only the secrets and queues of what it declares."""
+
+    code = "invoke_not_declared"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from functions.gateway.validation import validate_input
-from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded
+from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded, InvokeNotDeclared, PushNotDeclared
 from functions.runtime.guard import Budget, GuardedSink
 from functions.runtime.pool import WorkerPool
 from functions.runtime.ports import DbService, QueueService
@@ -137,7 +137,7 @@ class Runtime:
         for name, spec in project.functions.items():
             min_warm = self.options.min_warm if warm is None or name in warm else 0
             self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=min_warm,
-                                           max_workers=self.options.max_workers,
+                                           max_workers=min(self.options.max_workers, spec.config.concurrency),
                                            acquire_timeout_s=spec.config.timeout_ms / 1000)
 
     def _factory(self, spec: FunctionSpec):
@@ -336,12 +336,13 @@ class Runtime:
         if method == "db.batch":
             return await self._db().batch(params, call)
         if method == "queue.push":
-            if self.services.queue is None:
-                raise ServiceUnavailable("ctx.queue is not available in this runtime")
             args = params if isinstance(params, dict) else {}
             target = args.get("function")
             if not isinstance(target, str):
                 raise ValidationFailed("ctx.queue.push(name, payload): name must be a string")
+            self._check_declared("push", target, collected)
+            if self.services.queue is None:
+                raise ServiceUnavailable("ctx.queue is not available in this runtime")
             options = args.get("options") if isinstance(args.get("options"), dict) else {}
             return await self.services.queue.push(target, args.get("payload"), options, call)
         if method == "secrets.get":
@@ -381,6 +382,7 @@ class Runtime:
         spec = self.project.functions.get(target)
         if spec is None:
             raise FunctionNotFound(f"no function named {target!r}")
+        self._check_declared("invoke", target, collected)
         caller_auth = (collected.call.auth or {}).get("type", "none")
         if spec.auth != "none" and not spec.internal and caller_auth != spec.auth and not spec.auth_optional:
             raise Unauthorized(f"ctx.function.invoke({target!r}): {target} requires {spec.auth} auth and this "
@@ -388,6 +390,27 @@ class Runtime:
                                "other functions whatever their caller")
         if spec.config.input_schema is not None:
             validate_input(spec.config.input_schema, payload)
+
+    def _check_declared(self, kind: str, target: str, collected: _Collected) -> None:
+        """A push or invoke must be declared in the caller's flux.json (``pushes`` / ``invokes``): in AWS the
+        caller's role reaches only the queues and secrets of what it declares (and its Lambda knows only those
+        queues), so the refusal happens here, before any queue is looked up, and reads the same locally and in
+        AWS. The loader has checked that every declared push names an async function."""
+        verb, field, declared, error = (
+            ("push to", "pushes", collected.spec.pushes, PushNotDeclared) if kind == "push" else
+            ("invoke", "invokes", collected.spec.invokes, InvokeNotDeclared))
+        if target in declared:
+            return
+        spec = self.project.functions.get(target)
+        if kind == "push" and spec is None:
+            known = ", ".join(sorted(n for n, s in self.project.functions.items() if s.is_async)) or "none"
+            raise ValidationFailed(f"ctx.queue.push: there is no function named {target!r} (async functions: {known})")
+        if kind == "push" and not spec.is_async:
+            raise ValidationFailed(f"ctx.queue.push: function {target!r} is not async; set \"async\": true in its "
+                                   "flux.json to run it from the queue")
+        folder = f"{self.project.config.functions_dir}/{collected.function}/flux.json"
+        raise error(f"{collected.function} may not {verb} {target}: add "
+                    f"\"{field}\": {json.dumps([*declared, target])} to {folder}")
 
     def _credentials(self, request: dict[str, Any] | None) -> frozenset[str]:
         """The credential values a request carries (API key, token, cookies): user code may read them from

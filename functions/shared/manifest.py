@@ -27,6 +27,10 @@ HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 _SEGMENT = r"(?:[A-Za-z0-9._~-]+|\{[A-Za-z_][A-Za-z0-9_]*\})"
 _ROUTE = re.compile(rf"^/$|^(?:/{_SEGMENT})+$")
 _FUNCTION_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+# Reserved concurrency in AWS and the most Deno workers locally, per function (flux.json "concurrency").
+DEFAULT_CONCURRENCY = 10
+MAX_CONCURRENCY = 1000  # SQS event sources cannot run more batches at once, nor does a default account allow more
+MIN_ASYNC_CONCURRENCY = 2  # an SQS event source's maximum concurrency is at least 2
 _HOST = re.compile(r"^(?:(?:\*\.)?[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
@@ -109,6 +113,11 @@ class FunctionConfig(_Model):
     secrets: list[str] | None = None
     # Internal functions have no public route: only ctx.function.invoke and the queue reach them.
     internal: bool = False
+    # The functions ctx.queue.push may target (each async) and ctx.function.invoke may call: declared, like
+    # secrets, so the stack can grant exactly those queues and secrets and the runtime can refuse the rest.
+    pushes: list[str] = Field(default_factory=list)
+    invokes: list[str] = Field(default_factory=list)
+    concurrency: int = Field(DEFAULT_CONCURRENCY, ge=1, le=MAX_CONCURRENCY)
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
@@ -116,6 +125,18 @@ class FunctionConfig(_Model):
     @classmethod
     def _secret_names(cls, value: list[str] | None) -> list[str] | None:
         return _check_secret_names(value)
+
+    @field_validator("pushes", "invokes")
+    @classmethod
+    def _function_names(cls, value: list[str]) -> list[str]:
+        """Shape only; whether each name is a function of the project is checked once all are loaded."""
+        for name in value:
+            if not _FUNCTION_NAME.match(name):
+                raise ValueError(f"{name!r} is not a function name (lowercase letters, digits, '_' and '-')")
+        repeated = sorted({name for name in value if value.count(name) > 1})
+        if repeated:
+            raise ValueError(f"{', '.join(map(repr, repeated))} listed more than once")
+        return value
 
     @field_validator("auth", mode="before")
     @classmethod
@@ -188,6 +209,9 @@ class FunctionConfig(_Model):
     def _async_only(self) -> FunctionConfig:
         if self.ordering is not None and not self.async_:
             raise ValueError("'ordering' applies to async functions only (set \"async\": true)")
+        if self.async_ and self.concurrency < MIN_ASYNC_CONCURRENCY:
+            raise ValueError(f"'concurrency' of an async function is at least {MIN_ASYNC_CONCURRENCY} (an SQS event "
+                             "source runs at least 2 batches at once; use \"ordering\" to run a group one at a time)")
         return self
 
 
@@ -344,6 +368,16 @@ class FunctionSpec(BaseModel):
     def internal(self) -> bool:
         return self.config.internal
 
+    @property
+    def pushes(self) -> tuple[str, ...]:
+        """The async functions ``ctx.queue.push`` may target (flux.json ``pushes``)."""
+        return tuple(self.config.pushes)
+
+    @property
+    def invokes(self) -> tuple[str, ...]:
+        """The functions ``ctx.function.invoke`` may call (flux.json ``invokes``)."""
+        return tuple(self.config.invokes)
+
 
 class Project(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -457,6 +491,7 @@ def load_project(root: str | Path) -> Project:
         )
         if specs[name].auth == "jwt" and project.auth.jwt is None:
             problems.append(f"{_relative(config_file, root)}: field 'auth': \"jwt\" needs 'auth.jwt' in flux.json")
+    problems.extend(_call_problems(specs, {f.name for f in folders}, root))
     if (root / "lib").is_dir():
         problems.extend(link_problems(root / "lib", [root / "lib"], shown_from=root))
     if project.auth.default == "jwt" and project.auth.jwt is None:
@@ -464,6 +499,28 @@ def load_project(root: str | Path) -> Project:
     if problems:
         raise ManifestError(problems)
     return Project(root=root, config=project, functions=specs)
+
+
+def _call_problems(specs: dict[str, FunctionSpec], folders: set[str], root: Path) -> list[str]:
+    """``pushes`` must name async functions of the project and ``invokes`` functions of it (checked once every
+    function is loaded, so the order of the folders does not matter). A target whose own folder is broken has
+    its problem reported already and is not reported again here."""
+    problems = []
+    for spec in specs.values():
+        shown = _relative(spec.directory / "flux.json", root)
+        for target in spec.pushes:
+            callee = specs.get(target)
+            if callee is None and target in folders:
+                continue
+            if callee is None:
+                problems.append(f"{shown}: field 'pushes': {target!r} is not a function of this project")
+            elif not callee.is_async:
+                problems.append(f"{shown}: field 'pushes': {target!r} is not async (only \"async\": true functions "
+                                "have a queue); call it with ctx.function.invoke and list it in 'invokes' instead")
+        for target in spec.invokes:
+            if target not in specs and target not in folders:
+                problems.append(f"{shown}: field 'invokes': {target!r} is not a function of this project")
+    return problems
 
 
 def route_key(method: str, route: str) -> str:

@@ -8,8 +8,11 @@
   does not know with Flux's own 404 body (``route_not_found`` with a request id)
   instead of API Gateway's bare ``{"message": "Not Found"}``.
 * CORS preflight from flux.json's ``cors`` (no CORS at all when no origin is listed).
-* Stage-wide throttling defaults protect the account's Lambda concurrency; per-caller
-  limits are the authorizer's job.
+* Throttling: a stage-wide default (``STAGE_RATE_LIMIT``/``STAGE_BURST_LIMIT``) and
+  lower limits on the unauthenticated routes that reach the observability Lambda
+  (``$default`` and both ``/_flux`` routes), so anonymous traffic cannot take the
+  stage's whole rate; each Lambda's reserved concurrency bounds what any route can
+  take of the account. Per-caller limits are the authorizer's job.
 * Access logs (JSON, no headers, so no credentials) to a log group of the stack.
 """
 
@@ -25,7 +28,15 @@ from constructs import Construct
 from functions.gateway.cors import allowed_headers
 from infra.constructs.authorizer import FluxAuthorizer
 from infra.constructs.function import log_retention
-from infra.plan import STAGE_BURST_LIMIT, STAGE_RATE_LIMIT, StackPlan
+from infra.plan import (
+    DEFAULT_ROUTE_BURST_LIMIT,
+    DEFAULT_ROUTE_RATE_LIMIT,
+    FLUX_ROUTE_BURST_LIMIT,
+    FLUX_ROUTE_RATE_LIMIT,
+    STAGE_BURST_LIMIT,
+    STAGE_RATE_LIMIT,
+    StackPlan,
+)
 
 EXPOSED_HEADERS = ["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"]
 ACCESS_LOG_FORMAT = (
@@ -78,6 +89,21 @@ class FluxApi(Construct):
                                   ("route-default", apigw.HttpRouteKey.DEFAULT)):
             self.routes[construct_id] = apigw.HttpRoute(self, construct_id, http_api=self.http_api, route_key=key,
                                                         integration=observe)
+        self._throttle_public_routes()
+
+    def _throttle_public_routes(self) -> None:
+        """Route-level limits for the unauthenticated observability routes. API Gateway refuses route settings
+        for a route key that does not exist yet, so the stage waits for those routes."""
+        limits = {"route-default": ("$default", DEFAULT_ROUTE_RATE_LIMIT, DEFAULT_ROUTE_BURST_LIMIT),
+                  "route-flux-dashboard": ("GET /_flux", FLUX_ROUTE_RATE_LIMIT, FLUX_ROUTE_BURST_LIMIT),
+                  "route-flux-api": ("GET /_flux/{proxy+}", FLUX_ROUTE_RATE_LIMIT, FLUX_ROUTE_BURST_LIMIT)}
+        settings = {}
+        for construct_id, (key, rate, burst) in limits.items():
+            # RouteSettings is a free-form JSON map in CloudFormation: CDK writes its keys as given.
+            settings[key] = {"ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}
+            self.stage.node.add_dependency(self.routes[construct_id])
+        cfn_stage = self.stage.node.default_child
+        cfn_stage.route_settings = settings  # type: ignore[union-attr]
 
     @property
     def url(self) -> str:

@@ -24,7 +24,7 @@ from infra.constructs.function import FluxFunction
 from infra.constructs.runtime_functions import PROJECT_IN_TASK, CodeAssets
 from infra.constructs.secrets import ProjectSecrets
 from infra.constructs.tables import BUCKET_WRITER, KEY_CHECKER, FluxTables, grant
-from infra.plan import FunctionPlan, StackPlan
+from infra.plan import AUTHORIZER_CONCURRENCY, FunctionPlan, StackPlan
 
 AUTHORIZER_NAME = "flux-request"
 TIMEOUT_S = 10  # API Gateway gives an authorizer 10 s at most
@@ -45,7 +45,8 @@ class FluxAuthorizer(Construct):
             },
             timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, architecture=code.architecture,
             description=f"Flux {plan.project}/{plan.stage}: authorizer (API keys, JWT, rate limits)",
-            retention_days=plan.retention_days, removal_policy=removal_policy)
+            retention_days=plan.retention_days, removal_policy=removal_policy,
+            reserved_concurrency=AUTHORIZER_CONCURRENCY)
         grant(tables.keys, self.lambda_.role, KEY_CHECKER)
         grant(tables.rate_limits, self.lambda_.role, BUCKET_WRITER)
         if plan.jwt_secret_name:

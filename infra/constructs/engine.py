@@ -18,7 +18,7 @@ from functions.aws import names
 from infra.constructs.database import FluxDatabase
 from infra.constructs.function import FluxFunction
 from infra.constructs.runtime_functions import PROJECT_IN_TASK, CodeAssets
-from infra.plan import StackPlan
+from infra.plan import ENGINE_CONCURRENCY, StackPlan
 
 TIMEOUT_S = 300  # a migration may rewrite a table
 MEMORY_MB = 512
@@ -38,6 +38,7 @@ class EngineFunction(Construct):
             },
             timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, architecture=code.architecture,
             description=f"Flux {plan.project}/{plan.stage}: engine (migrations, schema graph, index advice)",
-            retention_days=plan.retention_days, removal_policy=removal_policy, vpc=database.vpc,
+            retention_days=plan.retention_days, removal_policy=removal_policy,
+            reserved_concurrency=ENGINE_CONCURRENCY, vpc=database.vpc,
             security_groups=[database.lambda_security_group] if database.lambda_security_group else [])
         database.grant_connect(self.lambda_.role)

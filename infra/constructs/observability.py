@@ -24,7 +24,7 @@ from functions.aws import names
 from infra.constructs.function import FluxFunction
 from infra.constructs.runtime_functions import CodeAssets
 from infra.constructs.tables import KEY_CHECKER, SPAN_INDEXES, SPAN_READER, FluxTables, grant
-from infra.plan import SPANS_SHARDS, StackPlan
+from infra.plan import OBSERVABILITY_CONCURRENCY, SPANS_SHARDS, StackPlan
 
 API_PREFIX = "/_flux/api"
 DASHBOARD_PATH = "/_flux"
@@ -53,7 +53,8 @@ class ObservabilityFunction(Construct):
             },
             timeout_s=TIMEOUT_S, memory_mb=MEMORY_MB, architecture=code.architecture,
             description=f"Flux {plan.project}/{plan.stage}: observability API and dashboard",
-            retention_days=plan.retention_days, removal_policy=removal_policy)
+            retention_days=plan.retention_days, removal_policy=removal_policy,
+            reserved_concurrency=OBSERVABILITY_CONCURRENCY)
         grant(tables.spans, self.lambda_.role, SPAN_READER, indexes=SPAN_INDEXES)
         grant(tables.keys, self.lambda_.role, KEY_CHECKER)
         if engine is not None:

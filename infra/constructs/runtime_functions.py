@@ -10,12 +10,22 @@ because ``ctx.function.invoke`` runs other functions in-process) with a differen
   function's own queue (``<name>-worker``), with partial batch responses and a
   maximum concurrency so a burst cannot exhaust the database's connections.
 
-Permissions (each role separately): write spans; read the stage's secrets; read
-the database secret (when there is a database); send to the async queues
-(``ctx.queue.push`` may target any of them); the job table's idempotency items;
-and, for a consumer, its own queue (granted by the event source) and the job
-records it settles. The Deno worker never sees any of it: it runs with a scrubbed
-environment (functions/runtime/sandbox.py).
+Permissions (each role separately), from the function's invoke closure
+(infra/plan.py: itself and what it reaches through ``invokes``, whose code runs in
+the same Lambda): write spans; read exactly the secrets the closure declares (none:
+no Secrets Manager statement); read the database secret (when there is a
+database); ``SendMessage`` on exactly the queues the closure ``pushes`` to; the
+HTTP Lambda of an async function runs no user code (its route only enqueues), so it
+gets no project secret and only its own queue, and its worker the closure's; the job
+table's idempotency items only when it sends at all; and, for a consumer, its own
+queue (granted by the event source) and the job records it settles.
+``FLUX_QUEUE_URLS`` carries only the queues the Lambda may send to (a worker's also
+names its own queue, whose records it deletes and delays through the event
+source's grants); no Lambda gets DLQ URLs (only the CLI reads DLQs, from the stack
+outputs). Reserved concurrency is the function's flux.json ``concurrency``, and its
+worker's event source never runs more batches than that.
+The Deno worker never sees any of it: it runs with a scrubbed environment
+(functions/runtime/sandbox.py).
 """
 
 from __future__ import annotations
@@ -50,6 +60,21 @@ class CodeAssets:
     architecture: lambda_.Architecture
 
 
+@dataclass(frozen=True)
+class _Sends:
+    """What one Lambda does with the queues: the ones it sends to, its job table actions, and the queue whose
+    records it settles (a worker's own)."""
+
+    to: tuple[str, ...]
+    job_actions: tuple[str, ...]
+    settles: str | None = None
+
+    @property
+    def known(self) -> tuple[str, ...]:
+        """The queues named in its environment."""
+        return tuple(sorted({*self.to, *((self.settles,) if self.settles else ())}))
+
+
 def sqs_send(queue: sqs.IQueue, grantee: FluxFunction) -> None:
     """SendMessage only (``grant_send_messages`` would add GetQueueAttributes and GetQueueUrl, unused here)."""
     iam.Grant.add_to_principal(grantee=grantee.role, actions=["sqs:SendMessage"], resource_arns=[queue.queue_arn])
@@ -66,17 +91,18 @@ class RuntimeFunctions(Construct):
         self.http: dict[str, FluxFunction] = {}
         self.workers: dict[str, FluxFunction] = {}
         for fn in plan.functions:
-            self.http[fn.name] = self._function(fn, fn.name, names.HTTP_HANDLER, fn.timeout_s, JOB_ENQUEUER)
+            self.http[fn.name] = self._function(fn, fn.name, names.HTTP_HANDLER, fn.timeout_s, fn.http_secrets,
+                                                _Sends(fn.http_sends_to, JOB_ENQUEUER if fn.http_sends_to else ()))
             queue = queues.by_function.get(fn.name)
             if fn.queue is not None and queue is not None:
                 worker = self._function(fn, f"{fn.name}-worker", names.WORKER_HANDLER, fn.queue.consumer_timeout_s,
-                                        JOB_SETTLER)
+                                        fn.secrets, _Sends(fn.worker_sends_to, JOB_SETTLER, settles=fn.name))
                 worker.function.add_event_source(event_sources.SqsEventSource(
                     queue.queue, batch_size=fn.queue.batch_size, report_batch_item_failures=True,
                     max_concurrency=fn.queue.max_concurrency))
                 self.workers[fn.name] = worker
 
-    def environment(self, fn: FunctionPlan) -> dict[str, str]:
+    def environment(self, fn: FunctionPlan, sends: _Sends | None = None) -> dict[str, str]:
         env: dict[str, str] = {
             names.PROJECT_DIR: PROJECT_IN_TASK,
             names.FUNCTION: fn.name,
@@ -88,30 +114,30 @@ class RuntimeFunctions(Construct):
             names.SPANS_SHARDS: str(SPANS_SHARDS),
             **self._database.environment(),
         }
-        if self._queues.by_function and self._tables.jobs is not None:
-            queues = self._queues.by_function.items()
-            env[names.QUEUE_URLS] = _json({name: q.queue.queue_url for name, q in queues}, self)
-            env[names.DLQ_URLS] = _json({name: q.dlq.queue_url for name, q in queues}, self)
+        known = sends.known if sends is not None else ()
+        queues = {name: self._queues.by_function[name] for name in known if name in self._queues.by_function}
+        if queues and self._tables.jobs is not None:
+            env[names.QUEUE_URLS] = _json({name: q.queue.queue_url for name, q in queues.items()}, self)
             env[names.JOBS_TABLE] = self._tables.jobs.table_name
         return env
 
     def _function(self, fn: FunctionPlan, construct_id: str, handler: str, timeout_s: int,
-                  job_actions: tuple[str, ...]) -> FluxFunction:
+                  secrets: tuple[str, ...], sends: _Sends) -> FluxFunction:
         database = self._database
         made = FluxFunction(
-            self, construct_id, code=self._code.runtime, handler=handler, environment=self.environment(fn),
+            self, construct_id, code=self._code.runtime, handler=handler, environment=self.environment(fn, sends),
             timeout_s=timeout_s, memory_mb=fn.memory_mb, architecture=self._code.architecture,
             description=f"Flux {self._plan.project}/{self._plan.stage}: {construct_id} ({handler.rsplit('.', 2)[0]})",
             retention_days=self._plan.retention_days, removal_policy=self._removal,
-            layers=[self._code.deno_layer], vpc=database.vpc,
+            reserved_concurrency=fn.concurrency, layers=[self._code.deno_layer], vpc=database.vpc,
             security_groups=[database.lambda_security_group] if database.lambda_security_group else [])
         grant(self._tables.spans, made.role, SPAN_WRITER)
-        self._secrets.grant_read_all(made.role)
+        self._secrets.grant_read(made.role, secrets)
         database.grant_connect(made.role)
-        for queue in self._queues.by_function.values():
-            sqs_send(queue.queue, made)
-        if self._tables.jobs is not None and self._queues.by_function:
-            grant(self._tables.jobs, made.role, job_actions)
+        for name in sends.to:
+            sqs_send(self._queues.by_function[name].queue, made)
+        if self._tables.jobs is not None and sends.job_actions:
+            grant(self._tables.jobs, made.role, sends.job_actions)
         return made
 
 

@@ -4,9 +4,11 @@ The stack does not create them: `flux secrets set NAME --stage <stage>` does
 (functions/runtime/aws_secrets.py), and ``ctx.secrets.get`` reads them through the
 same port. The stack only decides who may read what:
 
-* runtime Lambdas: ``GetSecretValue`` on the stage's prefix (user code names its
-  secrets at run time, so the set cannot be known at synth time), and nothing else
-  in Secrets Manager (no List, no Put);
+* runtime Lambdas: ``GetSecretValue`` on exactly the secrets their function's
+  invoke closure declares in flux.json ``secrets`` (infra/plan.py), one ARN each,
+  never a prefix wildcard; a function that declares none gets no statement at all
+  (the database secret is granted separately, by infra/constructs/database.py);
+  nothing else in Secrets Manager (no List, no Put);
 * the authorizer: only the one HS* JWT secret named by ``auth.jwt.secret_name``,
   when there is one.
 
@@ -30,14 +32,15 @@ class ProjectSecrets(Construct):
         return Stack.of(self).format_arn(service="secretsmanager", resource="secret", resource_name=resource_name,
                                          arn_format=ArnFormat.COLON_RESOURCE_NAME)
 
-    @property
-    def prefix_arn(self) -> str:
-        return self._arn(f"{self.prefix}*")
+    def arn_of(self, name: str) -> str:
+        """The ARN pattern of the one secret ``NAME`` of this stage (any random suffix, nothing longer)."""
+        return self._arn(f"{self.prefix}{name}-??????")
 
-    def grant_read_all(self, grantee: iam.IGrantable) -> None:
-        iam.Grant.add_to_principal(grantee=grantee, actions=["secretsmanager:GetSecretValue"],
-                                   resource_arns=[self.prefix_arn])
+    def grant_read(self, grantee: iam.IGrantable, names: tuple[str, ...] | list[str]) -> None:
+        """GetSecretValue on each named secret; nothing at all for no names."""
+        if names:
+            iam.Grant.add_to_principal(grantee=grantee, actions=["secretsmanager:GetSecretValue"],
+                                       resource_arns=[self.arn_of(name) for name in sorted(set(names))])
 
     def grant_read_one(self, grantee: iam.IGrantable, name: str) -> None:
-        iam.Grant.add_to_principal(grantee=grantee, actions=["secretsmanager:GetSecretValue"],
-                                   resource_arns=[self._arn(f"{self.prefix}{name}-??????")])
+        self.grant_read(grantee, [name])

@@ -225,3 +225,42 @@ def test_cors_preflight_and_exposed_headers():
         assert "access-control-allow-origin" not in other
     finally:
         api.close()
+
+
+def test_route_settings_throttle_their_route_instead_of_the_stage():
+    """API Gateway: a RouteSettings entry's limits replace the stage default for that route only."""
+    from tests.deployed.harness.apigw_http import HttpApi, HttpApiModel
+
+    routes = [Route("GET /slow", "GET", ("slow",), "slow", 30000, None),
+              Route("GET /broken", "GET", ("broken",), "broken", 30000, None)]
+    model = HttpApiModel("api", routes, None, 1000.0, 1000, route_limits={"GET /slow": (0.001, 2)})
+    api = HttpApi(model, StubLambdas({"slow": {"ok": True}, "broken": {"ok": True}}), account="123456789012",
+                  region="us-east-1")
+    try:
+        assert [get(api, "/slow").status for _ in range(3)] == [200, 200, 429]
+        assert json.loads(get(api, "/slow").body) == {"message": "Too Many Requests"}
+        assert [get(api, "/broken").status for _ in range(5)] == [200] * 5  # the stage default still applies here
+    finally:
+        api.close()
+
+
+def test_role_policy_evaluation_matches_iam_wildcards_and_denies():
+    from pathlib import Path
+
+    from tests.deployed.harness.iam import RolePolicy
+    from tests.deployed.harness.template import Stack
+
+    secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:flux/p/dev/KEY-??????"
+    template = {"Resources": {
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}], "PolicyDocument": {
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": secret},
+                          {"Effect": "Allow", "Action": ["sqs:SendMessage"], "Resource": "arn:aws:sqs:*:*:q-*"},
+                          {"Effect": "Deny", "Action": "sqs:*", "Resource": "arn:aws:sqs:*:*:q-secret"}]}}}}}
+    policy = RolePolicy.of_role(Stack(template, "s", Path(".")), "Role")
+    assert policy.allows("secretsmanager:GetSecretValue", secret.replace("??????", "AbC123"))
+    assert not policy.allows("secretsmanager:GetSecretValue", secret.replace("??????", "AbC1234"))  # longer name
+    assert not policy.allows("secretsmanager:GetSecretValue", secret.replace("KEY", "OTHER").replace("??????", "x" * 6))
+    assert policy.allows("SQS:SendMessage", "arn:aws:sqs:us-east-1:1:q-jobs")  # actions are case-insensitive
+    assert not policy.allows("sqs:SendMessage", "arn:aws:sqs:us-east-1:1:q-secret")  # an explicit deny wins
+    assert not policy.allows("sqs:DeleteMessage", "arn:aws:sqs:us-east-1:1:q-jobs")

@@ -34,7 +34,7 @@ export default async function handler(input, ctx) {
 def project(tmp_path: Path) -> Path:
     root = tmp_path / "q"
     for name, source, config in (("job", JOB, {"async": True, "retry": {"max_attempts": 3, "base_ms": 100}}),
-                                 ("trigger", TRIGGER, {})):
+                                 ("trigger", TRIGGER, {"pushes": ["job"]})):
         (root / "functions" / name).mkdir(parents=True)
         (root / "functions" / name / "index.ts").write_text(source)
         (root / "functions" / name / "flux.json").write_text(json.dumps(config))

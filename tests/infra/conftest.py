@@ -34,13 +34,17 @@ FULL_PROJECT: dict[str, Any] = {
     },
     "functions": {
         "hello": {"route": "/hello", "method": "POST"},
-        "create_order": {"route": "/orders", "method": "POST", "rate_limit": {"requests": 10, "per_seconds": 60}},
+        "create_order": {"route": "/orders", "method": "POST", "rate_limit": {"requests": 10, "per_seconds": 60},
+                         "pushes": ["send_invoice"], "secrets": ["STRIPE_KEY"]},
+        # Reaches create_order's secrets and queue only through "invokes" (the callee runs in its Lambda).
+        "checkout": {"route": "/checkout", "method": "POST", "invokes": ["create_order"], "concurrency": 7},
         "list_orders": {"route": "/orders", "method": "GET"},
-        "get_order": {"route": "/orders/{id}", "method": "GET", "auth": "api_key"},
+        "get_order": {"route": "/orders/{id}", "method": "GET", "auth": "api_key", "invokes": ["audit_trail"]},
         "orders_report_daily": {"route": "/reports/daily", "method": "GET", "auth": "jwt", "timeout_ms": 25000},
-        "send_invoice": {"async": True, "retry": {"max_attempts": 5}, "timeout_ms": 20000, "memory_mb": 512},
+        "send_invoice": {"async": True, "retry": {"max_attempts": 5}, "timeout_ms": 20000, "memory_mb": 512,
+                         "pushes": ["flaky_webhook"], "concurrency": 4},
         "flaky_webhook": {"async": True, "retry": {"max_attempts": 2}, "ordering": {"group_by": "customer"}},
-        "audit_trail": {"internal": True},
+        "audit_trail": {"internal": True, "secrets": ["AUDIT_TOKEN"]},
     },
 }
 

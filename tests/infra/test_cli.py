@@ -168,3 +168,61 @@ def test_destroy_deletes_the_stack_and_reports_a_missing_one() -> None:
         stub.add_client_error("describe_stacks", **gone)
         assert destroy("flux-shop-dev", region="us-east-1", session_factory=Session) is False
         stub.assert_no_pending_responses()
+
+
+# -- issue #13: the account's concurrency must hold what the stack reserves -------------------------------------
+
+def _lambda_settings(limit: int, unreserved: int):
+    """A session whose Lambda client answers GetAccountSettings as AWS does (botocore's Stubber checks the
+    request and the response against the service model)."""
+    from botocore.stub import Stubber
+
+    client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x",
+                                   region_name="eu-west-1").client("lambda")
+    stubber = Stubber(client)
+    stubber.add_response("get_account_settings", {"AccountLimit": {
+        "TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
+        "ConcurrentExecutions": limit, "UnreservedConcurrentExecutions": unreserved}, "AccountUsage": {
+        "TotalCodeSize": 0, "FunctionCount": 0}}, {})
+    stubber.activate()
+
+    class Session:
+        def client(self, service: str, region_name: str | None = None):
+            assert (service, region_name) == ("lambda", "eu-west-1")
+            return client
+
+    return Session
+
+
+def test_preflight_refuses_a_stack_the_account_concurrency_cannot_hold(shop) -> None:
+    from infra.preflight import Identity, check_concurrency
+
+    identity = Identity("123456789012", "arn:aws:iam::123456789012:user/me", "eu-west-1")
+    reserving = shop.built.plan.reserved_concurrency
+    with pytest.raises(PreflightFailed) as refused:  # a new account: a limit of 10, nothing reservable
+        check_concurrency(identity, reserving, _lambda_settings(10, 10))
+    ((what, todo),) = refused.value.problems
+    assert f"reserves {reserving} concurrent Lambda executions" in what and "limit is 10" in what
+    assert "at most 0 can be reserved" in what and "concurrency" in todo and "Service Quotas" in todo
+    room = check_concurrency(identity, reserving, _lambda_settings(1000, 1000))
+    assert room is not None and room.warnings() == []
+    crowded = check_concurrency(identity, reserving, _lambda_settings(1000, 150))
+    assert crowded is not None and "fewer than AWS's minimum of 100" in crowded.warnings()[0]
+
+
+def test_preflight_concurrency_is_skipped_when_the_settings_cannot_be_read() -> None:
+    from botocore.stub import Stubber
+
+    from infra.preflight import Identity, check_concurrency
+
+    client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="x",
+                                   region_name="eu-west-1").client("lambda")
+    stubber = Stubber(client)
+    stubber.add_client_error("get_account_settings", service_error_code="AccessDeniedException", http_status_code=403)
+    stubber.activate()
+
+    class Session:
+        def client(self, service: str, region_name: str | None = None):
+            return client
+
+    assert check_concurrency(Identity("1", "arn", "eu-west-1"), 50, Session) is None

@@ -116,3 +116,65 @@ def test_the_proxy_name_is_unique_per_stack_and_follows_rds_rules(tmp_path: Path
         assert __import__("re").fullmatch(rule, name), name
         assert len(name) <= 63
     assert long_one != other  # truncated names stay apart through the hash of the whole stack name
+
+
+# -- issue #13: grants from the invoke closure, reserved concurrency ------------------------------------------
+
+def test_grants_follow_the_invoke_closure(plan) -> None:
+    checkout = by_name(plan, "checkout")
+    assert checkout.invoke_closure == ("checkout", "create_order")
+    assert checkout.secrets == ("STRIPE_KEY",) and checkout.pushes == ("send_invoice",)
+    assert checkout.http_sends_to == ("send_invoice",)
+    get_order = by_name(plan, "get_order")
+    assert get_order.invoke_closure == ("audit_trail", "get_order") and get_order.secrets == ("AUDIT_TOKEN",)
+    assert get_order.pushes == ()
+    hello = by_name(plan, "hello")
+    assert (hello.invoke_closure, hello.secrets, hello.pushes, hello.http_sends_to) == (("hello",), (), (), ())
+
+
+def test_an_async_function_sends_to_its_own_queue_from_its_route_only(plan) -> None:
+    send_invoice = by_name(plan, "send_invoice")
+    assert send_invoice.http_sends_to == ("send_invoice",)  # the route only enqueues: no user code runs there
+    assert send_invoice.worker_sends_to == ("flaky_webhook",)
+    flaky = by_name(plan, "flaky_webhook")
+    assert flaky.http_sends_to == ("flaky_webhook",) and flaky.worker_sends_to == ()
+    create_order = by_name(plan, "create_order")
+    assert create_order.http_secrets == ("STRIPE_KEY",)
+
+
+def test_an_async_function_s_route_reads_no_secret_and_its_worker_its_closure_s(tmp_path: Path) -> None:
+    project = load_project(write_project(tmp_path / "p", {"flux.json": {"name": "s"}, "functions": {
+        "job": {"async": True, "secrets": ["K"], "invokes": ["helper"]}, "helper": {"secrets": ["H"]}}}))
+    job = next(f for f in plan_stack(project, "dev").functions if f.name == "job")
+    assert job.http_secrets == () and job.secrets == ("H", "K")
+
+
+def test_closure_of_a_cycle_and_a_chain(tmp_path: Path) -> None:
+    from infra.plan import closure_grants, invoke_closure
+
+    project = load_project(write_project(tmp_path / "p", {"flux.json": {"name": "cyc"}, "functions": {
+        "a": {"invokes": ["b"], "secrets": ["A"]},
+        "b": {"invokes": ["c", "a"], "pushes": ["job"]},
+        "c": {"invokes": ["c"], "secrets": ["C", "A"]},
+        "job": {"async": True, "secrets": ["J"]},
+        "lone": {},
+    }}))
+    assert invoke_closure(project.functions, "a") == ("a", "b", "c")
+    assert invoke_closure(project.functions, "c") == ("c",)
+    assert closure_grants(project.functions, "a") == (("A", "C"), ("job",))
+    assert closure_grants(project.functions, "b") == (("A", "C"), ("job",))
+    # a push does not run the target in this Lambda: its secrets stay with its own worker
+    assert "J" not in closure_grants(project.functions, "b")[0]
+    assert closure_grants(project.functions, "lone") == ((), ())
+
+
+def test_reserved_concurrency_per_function_and_for_the_stack(plan) -> None:
+    from infra.plan import AUTHORIZER_CONCURRENCY, ENGINE_CONCURRENCY, OBSERVABILITY_CONCURRENCY
+
+    assert by_name(plan, "hello").concurrency == 10 and by_name(plan, "checkout").concurrency == 7
+    send_invoice = by_name(plan, "send_invoice")
+    assert send_invoice.concurrency == 4 and send_invoice.queue.max_concurrency == 4  # never over its reservation
+    assert send_invoice.reserved_concurrency == 8  # its route's Lambda and its worker
+    functions = sum(f.concurrency * (2 if f.queue else 1) for f in plan.functions)
+    assert plan.reserved_concurrency == functions + AUTHORIZER_CONCURRENCY + OBSERVABILITY_CONCURRENCY + \
+        ENGINE_CONCURRENCY

@@ -163,9 +163,10 @@ def test_runtime_lambdas(full: Synthesized) -> None:
     assert report["Timeout"] > 25 and report["MemorySize"] >= 512
     queue_urls = variables["FLUX_QUEUE_URLS"]
     assert "Fn::Join" in queue_urls and "send_invoice" in json.dumps(queue_urls)
-    dlq_urls = json.dumps(variables["FLUX_DLQ_URLS"])  # `flux queue dlq` and replays in Lambda need the DLQs too
-    dlq_ids = {logical_id(full, pair.dlq) for pair in full.built.stack.queues.by_function.values()}
-    assert all(dlq_id in dlq_urls for dlq_id in dlq_ids)
+    assert "flaky_webhook" not in json.dumps(queue_urls)  # only the queues it may send to
+    assert "FLUX_DLQ_URLS" not in variables  # only the CLI reads DLQs, from the stack outputs
+    hello = lambda_env(full, "hello")["Environment"]["Variables"]
+    assert "FLUX_QUEUE_URLS" not in hello and "FLUX_JOBS_TABLE" not in hello  # pushes nothing, is not async
 
 
 def test_every_lambda_handler_is_a_functions_aws_entry_point(full: Synthesized) -> None:

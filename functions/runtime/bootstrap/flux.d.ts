@@ -117,7 +117,9 @@ interface FluxContext {
     name: string;
     /** Runs another function with this request's auth: the payload must pass the callee's input_schema, and a
      *  callee with auth "api_key" or "jwt" needs a caller authenticated the same way, unless it is
-     *  `"internal": true` (then it has no public route and any function may invoke it). Not rate-limited. */
+     *  `"internal": true` (then it has no public route and any function may invoke it). Not rate-limited.
+     *  The callee must be listed in this function's flux.json `"invokes"`; any other name throws a 403
+     *  `invoke_not_declared` that names the declaration to add. */
     /** A callee that returns a `Response` gives `{ status, headers: [name, value][], body, base64 }`. */
     invoke<T = Json>(name: string, payload?: Json): Promise<T>;
   };
@@ -138,6 +140,8 @@ interface FluxContext {
     batch<T extends unknown[] = Row[][]>(queries: FluxQuery[]): Promise<T>;
   };
   readonly queue: {
+    /** Enqueues a job for an async function listed in this function's flux.json `"pushes"`; any other name
+     *  throws a 403 `push_not_declared` that names the declaration to add. */
     push(functionName: string, payload?: Json, options?: { delay_s?: number; idempotency_key?: string; group?: string }):
       Promise<{ job_id: string }>;
   };

@@ -21,6 +21,8 @@ Behaviour modelled from the API Gateway Developer Guide (HTTP APIs):
   ``-expose-headers`` (CORS headers from the integration are replaced).
 * **Stage throttling** (``DefaultRouteSettings``): a token bucket of ``ThrottlingRateLimit``
   per second and ``ThrottlingBurstLimit``; over it 429 ``{"message":"Too Many Requests"}``.
+  A route with its own ``RouteSettings`` entry (keyed by route key) has its own bucket
+  instead of the stage default's, as route-level limits override the stage's for that route.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -113,6 +115,7 @@ class HttpApiModel:
     cors: dict[str, Any] | None
     rate: float | None
     burst: int | None
+    route_limits: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     @classmethod
     def from_stack(cls, stack: Stack, api_logical_id: str) -> HttpApiModel:
@@ -147,8 +150,12 @@ class HttpApiModel:
                                 authorizer))
         stage = next(iter(stack.of_type("AWS::ApiGatewayV2::Stage").values()), {}).get("Properties", {})
         settings = stage.get("DefaultRouteSettings", {})
+        route_limits = {key: (float(value["ThrottlingRateLimit"]), int(value["ThrottlingBurstLimit"]))
+                        for key, value in (stage.get("RouteSettings") or {}).items()
+                        if "ThrottlingRateLimit" in value and "ThrottlingBurstLimit" in value}
         return cls(api_id=api_logical_id.lower()[:10], routes=routes, cors=api.get("CorsConfiguration"),
-                   rate=settings.get("ThrottlingRateLimit"), burst=settings.get("ThrottlingBurstLimit"))
+                   rate=settings.get("ThrottlingRateLimit"), burst=settings.get("ThrottlingBurstLimit"),
+                   route_limits=route_limits)
 
     def route_for(self, method: str, path: str) -> tuple[Route, dict[str, str]] | None:
         candidates = [(r, p) for r in self.routes if (p := r.match(method, path)) is not None]
@@ -183,6 +190,7 @@ class HttpApi:
         self.authorizer_invocations = 0
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="apigw-integration")
         self._bucket = TokenBucket(model.rate, int(model.burst)) if model.rate and model.burst else None
+        self._route_buckets = {key: TokenBucket(rate, burst) for key, (rate, burst) in model.route_limits.items()}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -240,15 +248,18 @@ class HttpApi:
         return ",".join(values) if values else None
 
     def _handle(self, request: ev.HttpRequest, req_id: str) -> ev.HttpResponse:
-        if self._bucket is not None and not self._bucket.take():
+        origin = self._header(request, "origin")
+        preflight = (self.model.cors is not None and request.method == "OPTIONS" and origin
+                     and self._header(request, "access-control-request-method"))
+        # A preflight is answered by the API itself, not by a route: it counts against the stage only.
+        found = None if preflight else self.model.route_for(request.method, request.raw_path)
+        bucket = self._route_buckets.get(found[0].key, self._bucket) if found is not None else self._bucket
+        if bucket is not None and not bucket.take():
             return ev.gateway_error(429, "Too Many Requests")
         if len(request.body) > MAX_BODY_BYTES:
             return ev.gateway_error(413, "Request Entity Too Large")
-        origin = self._header(request, "origin")
-        if (self.model.cors is not None and request.method == "OPTIONS" and origin
-                and self._header(request, "access-control-request-method")):
+        if preflight and origin:
             return self._preflight(origin)
-        found = self.model.route_for(request.method, request.raw_path)
         if found is None:
             return ev.gateway_error(404, "Not Found")
         route, params = found

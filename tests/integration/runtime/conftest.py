@@ -67,7 +67,7 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
         }"""),
     "missing_secret": ({"secrets": ["NOPE_NOT_SET"]}, """
         export default async function handler(input, ctx) { return await ctx.secrets.get("NOPE_NOT_SET"); }"""),
-    "caller": ({}, """
+    "caller": ({"invokes": ["hello"]}, """
         export default async function handler(input, ctx) {
           const inner = await ctx.span("prepare", async () => {
             ctx.log.debug("inside span");

@@ -58,12 +58,12 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
                    headers: r.headers, cookies: r.cookies, text: await r.body.text(), length: r.body.length,
                    read: bytes.length, first: Array.from(again.slice(0, 4)) };
         }"""),
-    "calls_created": ({}, """
+    "calls_created": ({"invokes": ["created"]}, """
         export default async function handler(input, ctx) {
           const inner = await ctx.function.invoke("created", { name: "nested" });
           return { inner, request: ctx.request.method };
         }"""),
-    "nested_request": ({}, """
+    "nested_request": ({"invokes": ["echo_request"]}, """
         export default async function handler(input, ctx) {
           return await ctx.function.invoke("echo_request", {});
         }"""),

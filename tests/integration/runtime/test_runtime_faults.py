@@ -35,9 +35,9 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
           try { await new Promise((r) => setTimeout(r, input.ms ?? 3000)); } finally { running -= 1; }
           return { concurrentAtStart };
         }"""),
-    "impatient": ({"timeout_ms": 800}, """
+    "impatient": ({"timeout_ms": 800, "invokes": ["slow"]}, """
         export default async function handler(input, ctx) { return await ctx.function.invoke("slow", {}); }"""),
-    "recurse": ({"timeout_ms": 20000}, """
+    "recurse": ({"timeout_ms": 20000, "invokes": ["recurse"]}, """
         export default async function handler(input, ctx) {
           return await ctx.function.invoke("recurse", { n: (input.n ?? 0) + 1 });
         }"""),

@@ -99,7 +99,7 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
     "typed": ({"input_schema": {"type": "object", "required": ["qty"],
                                 "properties": {"qty": {"type": "integer", "minimum": 1}}}}, """
         export default async function handler(input) { return input; }"""),
-    "caller": ({}, """
+    "caller": ({"invokes": ["guarded", "internal_guarded", "typed"]}, """
         export default async function handler(input, ctx) {
           try { return { value: await ctx.function.invoke(input.target, input.payload ?? {}) }; }
           catch (e) { return { status: e.status, code: e.code, message: e.message }; }

@@ -517,3 +517,69 @@ def test_every_special_purpose_address_is_refused_in_allow_net(tmp_path, host: s
 def test_a_global_ipv6_literal_is_allowed(tmp_path) -> None:
     project = _security_project(tmp_path, {}, {"a": {"allow_net": ["[2606:4700::1111]:443"]}})
     assert project.functions["a"].config.allow_net == ["[2606:4700::1111]:443"]
+
+
+# -- issue #13: declared pushes and invokes, concurrency ----------------------------------------------------
+
+def test_pushes_invokes_and_concurrency_defaults() -> None:
+    config = FunctionConfig()
+    assert config.pushes == [] and config.invokes == []
+    assert config.concurrency == 10
+
+
+def test_declared_pushes_and_invokes_are_loaded(tmp_path) -> None:
+    project = _security_project(tmp_path, {}, {"a": {"pushes": ["job"], "invokes": ["b"], "concurrency": 3},
+                                               "b": {}, "job": {"async": True}})
+    assert project.functions["a"].pushes == ("job",) and project.functions["a"].invokes == ("b",)
+    assert project.functions["a"].config.concurrency == 3
+    assert project.functions["b"].pushes == () and project.functions["b"].invokes == ()
+
+
+def test_a_push_to_an_unknown_function_names_the_file_and_field(tmp_path) -> None:
+    with pytest.raises(ManifestError) as info:
+        _security_project(tmp_path, {}, {"a": {"pushes": ["nope"]}})
+    assert info.value.problems == ["functions/a/flux.json: field 'pushes': 'nope' is not a function of this project"]
+
+
+def test_a_push_to_a_function_that_is_not_async_is_refused(tmp_path) -> None:
+    with pytest.raises(ManifestError) as info:
+        _security_project(tmp_path, {}, {"a": {"pushes": ["b"]}, "b": {}})
+    (problem,) = info.value.problems
+    assert problem.startswith("functions/a/flux.json: field 'pushes': 'b' is not async")
+    assert "'invokes'" in problem
+
+
+def test_an_invoke_of_an_unknown_function_is_refused(tmp_path) -> None:
+    with pytest.raises(ManifestError) as info:
+        _security_project(tmp_path, {}, {"a": {"invokes": ["ghost"]}})
+    assert info.value.problems == ["functions/a/flux.json: field 'invokes': 'ghost' is not a function of this project"]
+
+
+def test_a_broken_target_is_reported_once_not_again_as_unknown(tmp_path) -> None:
+    with pytest.raises(ManifestError) as info:
+        _security_project(tmp_path, {}, {"a": {"invokes": ["b"]}, "b": {"colour": "red"}})
+    assert info.value.problems == ["functions/b/flux.json: field 'colour': unknown key"]
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"pushes": ["Bad Name"]}, "is not a function name"),
+    ({"invokes": ["b", "b"]}, "listed more than once"),
+    ({"pushes": "job"}, "valid list"),
+    ({"concurrency": 0}, "greater than or equal to 1"),
+    ({"concurrency": 1001}, "less than or equal to 1000"),
+    ({"concurrency": "5"}, "valid integer"),
+    ({"async": True, "concurrency": 1}, "at least 2"),
+])
+def test_bad_call_declarations_and_concurrency_name_the_field(tmp_path, config, message) -> None:
+    with pytest.raises(ManifestError) as info:
+        _security_project(tmp_path, {}, {"a": config, "b": {}})
+    (problem,) = info.value.problems
+    assert problem.startswith("functions/a/flux.json: ") and message in problem, problem
+
+
+def test_the_published_function_schema_has_the_call_declarations() -> None:
+    schema = json_schemas()["function"]
+    assert schema["properties"]["pushes"]["type"] == "array"
+    assert schema["properties"]["invokes"]["type"] == "array"
+    assert schema["properties"]["concurrency"]["default"] == 10
+    assert schema["properties"]["concurrency"]["maximum"] == 1000
