@@ -69,7 +69,7 @@ def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput, stag
             report = _migrate_stage(project_dir, stage, region, json_output)
     else:
         with _failures(json_output), _database(project_dir, json_output) as db:
-            report = apply_migrations(db.dsn, project_dir / "schema").to_dict()
+            report = apply_migrations(db.dsn, project_dir / "schema", app_role=db.app_role).to_dict()
     if json_output:
         _print_json(report)
         return

@@ -23,7 +23,9 @@ a hostile query never reached it. The adapter owns the database facts:
 - getting a connection is bounded by ``connect_timeout_s``; an unreachable server is
   :class:`DatabaseUnavailable` (503) with ``Retry-After``;
 - errors that are the caller's (bad value for a type, unique/foreign-key violations,
-  a stale column) become :class:`InvalidQuery` (400) with Postgres' own explanation.
+  a stale column) become :class:`InvalidQuery` (400) with Postgres' own explanation;
+- a statement the application role may not run (SQLSTATE 42501, e.g. a table a migration
+  revoked) is :class:`PermissionDenied` (403 ``permission_denied``) naming the table.
   Connection strings never appear in messages.
 """
 
@@ -45,7 +47,7 @@ from psycopg.types.json import JsonbBinaryLoader, JsonBinaryLoader, JsonbLoader,
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from functions.engine.errors import DatabaseUnavailable, EngineError, FunctionTimeout, InvalidQuery
+from functions.engine.errors import DatabaseUnavailable, EngineError, FunctionTimeout, InvalidQuery, PermissionDenied
 from functions.engine.introspect import load_schema_async
 from functions.engine.schema import Schema
 from functions.engine.values import JsonDocument
@@ -251,6 +253,9 @@ def translate_error(exc: BaseException, table: str, *, statement_timeout_ms: int
     if isinstance(exc, pg_errors.LockNotAvailable):
         return FunctionTimeout(f"query{on} timed out waiting for a lock")
     state = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return PermissionDenied(f"{_first_line(exc)}: the application role user code runs as has DML rights only "
+                                "(select, insert, update, delete on the application's tables)")
     if state.startswith(_OUTAGE_CLASSES) or (isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
                                             and not state):
         # libpq's text names hosts and ports; callers get the kind of outage, operators the full story.
