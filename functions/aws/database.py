@@ -168,3 +168,11 @@ def login_refused(error: BaseException | None, env: Mapping[str, str]) -> Databa
             return _unavailable(f"the application database role cannot log in ({reason}); migrations create it "
                                 f"and set its password: run `flux db migrate --stage {stage}`")
     return None
+
+
+async def explain_unavailable(engine: Any, exc: DatabaseUnavailable, env: Mapping[str, str]) -> DatabaseUnavailable:
+    """``exc``, or the advice to migrate when a fresh login shows the application role is not set up."""
+    probe = getattr(getattr(engine, "executor", None), "login_error", None)
+    if probe is None:
+        return exc
+    return login_refused(await probe(), env) or exc

@@ -126,6 +126,20 @@ class PsycopgExecutor(Executor):
         # wait=False: the engine may start before the database is reachable; queries then 503.
         await self.pool.open(wait=False)
 
+    async def login_error(self) -> psycopg.Error | None:
+        """One connection outside the pool: None when it logs in, else libpq's error.
+
+        The pool only reports that no connection came in time; when that happens the caller asks
+        here why (a role that does not exist yet is fixed by migrating, an outage is not).
+        """
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.pool.conninfo, **{
+                k: v for k, v in self.pool.kwargs.items() if k in ("connect_timeout", "application_name")})
+        except psycopg.Error as exc:
+            return exc
+        await conn.close()
+        return None
+
     async def close(self) -> None:
         await self.pool.close()
 
