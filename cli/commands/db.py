@@ -84,6 +84,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]recorded but missing on disk[/yellow] {escape(name)}")
     applied, already = len(report.get("applied", [])), len(report.get("already_applied", []))
     console.print(f"{applied} applied, {already} already applied ({float(report.get('duration_ms') or 0):.0f} ms)")
+    if report.get("app_role"):
+        console.print(f"application role {escape(str(report['app_role']))}: DML rights on every table, "
+                      "nothing else (user code connects as it)")
 
 
 def _migrate_stage(project_dir: Path, stage: str, region: str | None, json_output: bool) -> dict[str, Any]:
