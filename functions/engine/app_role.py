@@ -122,9 +122,9 @@ def _maintain(conn: psycopg.Connection[Any], role: AppRole, internal_tables: tup
         first = _first_line(exc)
         hint = ""
         if isinstance(exc, pg_errors.InsufficientPrivilege):
-            hint = (f" (the migrating user needs CREATEROLE, or create the role yourself: CREATE ROLE {role.name} "
-                    f"LOGIN; or set \"database\": {{\"app_role\": false}} in flux.json to run user code as the "
-                    "migrating user, which is not recommended)")
+            hint = (" (the migrating user needs CREATEROLE, and on Postgres 16+ ADMIN OPTION on a role it did not "
+                    f"create: GRANT {role.name} TO <migrating user> WITH ADMIN OPTION; or set \"database\": "
+                    "{\"app_role\": false} in flux.json to run user code as the migrating user, not recommended)")
         raise MigrationError(f"application role {role.name}: {first}{hint}") from None
 
 

@@ -37,7 +37,8 @@ def as_master(deployed: Deployment, query: str, *args: Any) -> list[tuple[Any, .
 
 def app_secret(deployed: Deployment, flux_function: str = "list_orders") -> dict[str, Any]:
     """The secret a runtime Lambda is given (its DATABASE_SECRET_ARN), read as that Lambda would."""
-    arn = deployed.lambdas.specs[function_name(deployed, flux_function)].variables["DATABASE_SECRET_ARN"]
+    variables = deployed.lambdas.specs[function_name(deployed, flux_function)].variables
+    arn = deployed.stack.resolve(variables["DATABASE_SECRET_ARN"])
     return json.loads(deployed.client("secretsmanager").get_secret_value(SecretId=arn)["SecretString"])
 
 

@@ -213,3 +213,27 @@ def test_the_engine_as_the_role_maps_a_denied_statement_to_403(shop_dsn: str, tm
         loop.run_until_complete(engine.close())
         loop.close()
         apply_migrations(shop_dsn, tmp_path, app_role=ROLE)   # gives the DELETE right back
+
+
+def test_a_migrating_user_that_may_not_create_roles_gets_the_fixes_and_nothing_is_half_done(
+        pg_server_dsn: str, tmp_path: Path) -> None:
+    """A DATABASE_URL whose user owns its database but lacks CREATEROLE: a clear error naming the fixes."""
+    with psycopg.connect(pg_server_dsn, autocommit=True) as su:
+        su.execute("DROP DATABASE IF EXISTS t_approle_plain WITH (FORCE)")
+        su.execute("DROP ROLE IF EXISTS it_owner_plain")
+        su.execute("CREATE ROLE it_owner_plain LOGIN PASSWORD 'plain-owner-pw'")
+        su.execute("CREATE DATABASE t_approle_plain OWNER it_owner_plain")
+    owner_dsn = make_conninfo(pg_server_dsn, user="it_owner_plain", password="plain-owner-pw", dbname="t_approle_plain")
+    (tmp_path / "001_t.sql").write_text("CREATE TABLE t (id int);\n")
+    try:
+        with pytest.raises(MigrationError) as failed:
+            apply_migrations(owner_dsn, tmp_path, app_role=AppRole("flux_app_it_plain", "p" * 20))
+        message = failed.value.message
+        assert "permission denied to create role" in message and "CREATEROLE" in message
+        assert '"app_role": false' in message and "p" * 20 not in message
+        with psycopg.connect(pg_server_dsn) as su:
+            assert su.execute("SELECT 1 FROM pg_roles WHERE rolname = 'flux_app_it_plain'").fetchone() is None
+    finally:
+        with psycopg.connect(pg_server_dsn, autocommit=True) as su:
+            su.execute("DROP DATABASE IF EXISTS t_approle_plain WITH (FORCE)")
+            su.execute("DROP ROLE IF EXISTS it_owner_plain")

@@ -517,3 +517,16 @@ def test_every_special_purpose_address_is_refused_in_allow_net(tmp_path, host: s
 def test_a_global_ipv6_literal_is_allowed(tmp_path) -> None:
     project = _security_project(tmp_path, {}, {"a": {"allow_net": ["[2606:4700::1111]:443"]}})
     assert project.functions["a"].config.allow_net == ["[2606:4700::1111]:443"]
+
+
+@pytest.mark.parametrize(("value", "name"), [(None, "flux_app"), (True, "flux_app"), ("shop_app", "shop_app"),
+                                             (False, None)])
+def test_database_app_role_names_the_role_user_code_runs_as(value: Any, name: str | None) -> None:
+    database = {"url": "postgresql://u@db/x"} if value is None else {"url": "postgresql://u@db/x", "app_role": value}
+    assert ProjectConfig.model_validate({"name": "p", "database": database}).database.app_role_name == name
+
+
+@pytest.mark.parametrize("bad", ["Flux-App", "1app", "pg_app", "a" * 64, "", 3])
+def test_database_app_role_must_be_a_plain_role_name_or_false(bad: Any) -> None:
+    with pytest.raises(ValidationError, match="app_role"):
+        ProjectConfig.model_validate({"name": "p", "database": {"app_role": bad}})
