@@ -11,7 +11,7 @@ Three shapes reach a Lambda (infra/constructs/database.py):
 
 In a runtime Lambda ``DATABASE_SECRET_ARN`` names the application role's secret (generated
 by the stack: ``username``, ``password``, and for a provisioned cluster ``dbname``; the host
-is ``DATABASE_HOST``, or, for a ``database.url`` / ``secret_arn`` stack, written into the
+is ``DATABASE_HOST`` and ``DATABASE_PORT``, or, for a ``database.url`` / ``secret_arn`` stack, written into the
 secret by the engine's first migrate). The engine Lambda gets the owner's secret there and
 the application secret as ``DATABASE_APP_SECRET_ARN``: :func:`app_role_secret`,
 :func:`publish_connection`. :func:`login_refused` turns "role does not exist" into the
@@ -77,7 +77,8 @@ def dsn_from_secret(secret: str, env: Mapping[str, str]) -> str:
         missing.insert(0, "host")
     if missing:
         raise _unavailable(f"the database secret has no {', '.join(missing)} (and no \"url\")")
-    return make_conninfo(host=str(host), port=str(data.get("port") or 5432),
+    port = env.get(names.DATABASE_PORT, "").strip() or data.get("port") or 5432
+    return make_conninfo(host=str(host), port=str(port),
                          dbname=str(data.get("dbname") or data.get("database") or "postgres"),
                          user=str(data["username"]), password=str(data["password"]),
                          sslmode=env.get(names.DATABASE_SSLMODE) or "require")

@@ -50,6 +50,7 @@ DATABASE_URL: Final = "DATABASE_URL"
 DATABASE_SECRET_ARN: Final = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
 DATABASE_APP_SECRET_ARN: Final = "DATABASE_APP_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
 DATABASE_HOST: Final = "DATABASE_HOST"
+DATABASE_PORT: Final = "DATABASE_PORT"   # with DATABASE_HOST: the cluster's port (the application secret has none)
 DATABASE_SSLMODE: Final = "DATABASE_SSLMODE"
 SCHEMA_DIR: Final = "FLUX_SCHEMA_DIR"
 

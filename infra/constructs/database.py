@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 
-from aws_cdk import CfnParameter, Duration, RemovalPolicy, SecretValue
+from aws_cdk import CfnParameter, Duration, RemovalPolicy, SecretValue, Token
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_rds as rds
@@ -139,6 +139,9 @@ class FluxDatabase(Construct):
         env = {names.DATABASE_SECRET_ARN: user_secret.secret_arn}
         if self.proxy is not None:
             env[names.DATABASE_HOST] = self.proxy.endpoint
+        if self.cluster is not None and self.app_secret is not None:
+            # The master secret carries the port (its target attachment adds it); the application secret does not.
+            env[names.DATABASE_PORT] = Token.as_string(self.cluster.cluster_endpoint.port)
         return env
 
     def engine_environment(self) -> dict[str, str]:

@@ -65,6 +65,7 @@ def test_runtime_roles_read_the_application_secret_and_never_the_master_secret(f
         assert referenced_ids(env[names.DATABASE_SECRET_ARN]) == {app}
         assert names.DATABASE_APP_SECRET_ARN not in env
         assert names.DATABASE_HOST in env     # the proxy: the application secret has no host
+        assert names.DATABASE_PORT in env     # nor a port (the master secret's comes from its target attachment)
 
 
 def test_the_engine_reads_both_secrets_and_writes_neither_for_a_provisioned_cluster(full: Synthesized) -> None:

@@ -90,8 +90,9 @@ def test_publish_writes_the_address_but_never_the_owner_credentials_and_only_onc
 
 
 def test_the_runtime_builds_its_dsn_from_the_application_secret() -> None:
-    dsn = dsn_from_secret(json.dumps({**APP_SECRET, "dbname": "shop"}), {names.DATABASE_HOST: "proxy.example"})
-    assert "user=flux_app" in dsn and "host=proxy.example" in dsn and "dbname=shop" in dsn
+    dsn = dsn_from_secret(json.dumps({**APP_SECRET, "dbname": "shop"}),
+                          {names.DATABASE_HOST: "proxy.example", names.DATABASE_PORT: "6543"})
+    assert "user=flux_app" in dsn and "host=proxy.example" in dsn and "dbname=shop" in dsn and "port=6543" in dsn
     # database.url stack before its first migrate: no host yet in the application secret
     with pytest.raises(DatabaseUnavailable, match=r"not set up yet .*run `flux db migrate --stage dev`"):
         dsn_from_secret(json.dumps(APP_SECRET), {names.STAGE: "dev"})
