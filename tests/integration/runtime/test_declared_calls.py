@@ -100,7 +100,3 @@ def test_concurrency_caps_the_local_worker_pool(h: Harness) -> None:
     assert h.stack.runtime.pool("single").max_workers == 1
     assert h.stack.runtime.pool("plain").max_workers == 2  # the harness's max_workers, under the default of 10
 
-
-def test_nothing_was_enqueued_for_the_refused_pushes(h: Harness) -> None:
-    pushes = [s for s in h.memory.spans if s.kind == "queue" and s.name.startswith("enqueue ")]
-    assert pushes and {s.name for s in pushes} == {"enqueue job_a"}
