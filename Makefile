@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.flux-installed
 # uv installs the pinned lock into the venv several times faster than pip (a cold set-up: ~1 min instead of ~2.5).
 UV_PIN := uv==0.13.9
-UV := $(BIN)/uv pip --python $(BIN)/python
+UV_INSTALL := $(BIN)/uv pip install --python $(BIN)/python
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
@@ -23,8 +23,8 @@ $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Flux needs Python 3.11, found " + sys.version' 
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet $(UV_PIN)
-	$(UV) install --quiet -r requirements.lock
-	$(UV) install --quiet --no-deps -e .
+	$(UV_INSTALL) --quiet -r requirements.lock
+	$(UV_INSTALL) --quiet --no-deps -e .
 	$(BIN)/deno --version | head -1
 	touch $(STAMP)
 
