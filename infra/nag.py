@@ -81,6 +81,11 @@ def acknowledge_findings(stack: FluxStack) -> None:
                  "Runtime containers read the credentials once per cold start and keep pooled connections; a "
                  "rotation would make their reconnects fail until every warm container is recycled. Rotate by "
                  "hand (then redeploy) until the runtime re-reads the secret on an authentication failure.")
+    if database.app_secret is not None:
+        _ack(database.app_secret, "AwsSolutions-SMG4",
+             "The application role's password is set on the role by the engine's migrate, not by a rotation Lambda; "
+             "rotate it by putting a new password in this secret, then `flux db migrate --stage <s>` (warm runtime "
+             "containers keep their pooled connections; new ones log in with the new password).")
     if database.mode == "url" and database.secret is not None:
         _ack(database.secret, "AwsSolutions-SMG4",
              "This secret holds a URL of a database Flux does not manage: its password is rotated where that "

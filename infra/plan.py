@@ -133,6 +133,7 @@ class FunctionPlan:
 class DatabasePlan:
     mode: Literal["none", "provision", "secret_arn", "url"]
     secret_arn: str | None = None
+    app_role: str | None = "flux_app"   # the role user code connects as; None: as the owner (opted out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,12 +286,13 @@ def function_plan(spec: FunctionSpec, specs: Mapping[str, FunctionSpec] | None =
 
 def database_plan(project: Project) -> DatabasePlan:
     database = project.config.database
+    role = database.app_role_name
     if database.provision:
-        return DatabasePlan("provision")
+        return DatabasePlan("provision", app_role=role)
     if database.secret_arn:
-        return DatabasePlan("secret_arn", database.secret_arn)
+        return DatabasePlan("secret_arn", database.secret_arn, app_role=role)
     if database.url:
-        return DatabasePlan("url")
+        return DatabasePlan("url", app_role=role)
     return DatabasePlan("none")
 
 

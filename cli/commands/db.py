@@ -69,7 +69,7 @@ def migrate(project_dir: Path = ProjectDir, json_output: bool = JsonOutput, stag
             report = _migrate_stage(project_dir, stage, region, json_output)
     else:
         with _failures(json_output), _database(project_dir, json_output) as db:
-            report = apply_migrations(db.dsn, project_dir / "schema").to_dict()
+            report = apply_migrations(db.dsn, project_dir / "schema", app_role=db.app_role).to_dict()
     if json_output:
         _print_json(report)
         return
@@ -84,6 +84,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]recorded but missing on disk[/yellow] {escape(name)}")
     applied, already = len(report.get("applied", [])), len(report.get("already_applied", []))
     console.print(f"{applied} applied, {already} already applied ({float(report.get('duration_ms') or 0):.0f} ms)")
+    if report.get("app_role"):
+        console.print(f"application role {escape(str(report['app_role']))}: DML rights on every table, "
+                      "nothing else (user code connects as it)")
 
 
 def _migrate_stage(project_dir: Path, stage: str, region: str | None, json_output: bool) -> dict[str, Any]:

@@ -9,7 +9,11 @@ Answer: ``{"ok": true, "result": ...}`` or ``{"ok": false, "status", "error", "m
 --stage`` does it by hand (infra/remote.py), because the database sits in isolated
 subnets that no laptop reaches. The function connects with the database secret of
 the stack, which for a provisioned cluster is the owner's (master) credentials, as
-migrations need. The DSN is read once per warm container
+migrations need, and reads the application role's secret (``DATABASE_APP_SECRET_ARN``):
+each ``migrate`` creates or repairs that role and sets its password from the secret
+(:mod:`functions.engine.app_role`), and for a ``database.url`` / ``secret_arn`` stack
+writes the database's host into that secret, the only one the runtime may read
+(:func:`functions.aws.database.publish_connection`). The DSN is read once per warm container
 (:mod:`functions.aws.database`); migration files ship under ``$FLUX_SCHEMA_DIR``
 (default ``$LAMBDA_TASK_ROOT/project/schema``); an event cannot point elsewhere.
 """
@@ -23,8 +27,9 @@ from typing import Any
 
 from functions.aws import names
 from functions.aws.bundle import project_root
-from functions.aws.database import dsn_from_environment
+from functions.aws.database import app_role_secret, dsn_from_environment, publish_connection
 from functions.engine.advice import AdvicePort, PostgresAdvice
+from functions.engine.app_role import AppRole
 from functions.engine.migrations import MigrationReport, apply_migrations
 from functions.shared.errors import FluxError, ValidationFailed
 from functions.shared.spans import Span
@@ -35,11 +40,15 @@ ACTIONS = ("migrate", "schema_graph", "suggest")
 
 def make_handler(*, dsn_provider: Callable[[], str] | None = None,
                  advice_factory: Callable[[str], AdvicePort] | None = None,
-                 migrate: Callable[[str, Path], MigrationReport] = apply_migrations,
-                 schema_dir: Path | None = None, env: Mapping[str, str] | None = None
+                 migrate: Callable[..., MigrationReport] = apply_migrations,
+                 schema_dir: Path | None = None, env: Mapping[str, str] | None = None,
+                 app_secret_provider: Callable[[], dict[str, Any] | None] | None = None,
+                 publish: Callable[[str, dict[str, Any]], bool] | None = None,
                  ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     env = os.environ if env is None else env
     provider = dsn_provider or (lambda: dsn_from_environment(env))
+    app_secret = app_secret_provider or (lambda: app_role_secret(env))
+    publisher = publish or (lambda owner, document: publish_connection(env, owner, document))
     slow_ms = int(env.get(names.SLOW_QUERY_MS) or 100)
     threshold = int(env.get(names.N_PLUS_ONE_THRESHOLD) or 5)
     factory = advice_factory or (lambda dsn: PostgresAdvice(dsn, slow_query_ms=slow_ms,
@@ -58,7 +67,7 @@ def make_handler(*, dsn_provider: Callable[[], str] | None = None,
             if action not in ACTIONS:
                 raise ValidationFailed(f"action: must be one of {', '.join(ACTIONS)}")
             if action == "migrate":
-                return {"ok": True, "result": migrate(dsn(), directory).to_dict()}
+                return {"ok": True, "result": _migrate(dsn(), directory, migrate, app_secret(), publisher)}
             advice = factory(dsn())
             if action == "schema_graph":
                 graph = advice.schema_graph()
@@ -72,6 +81,17 @@ def make_handler(*, dsn_provider: Callable[[], str] | None = None,
                     "headers": exc.headers}
 
     return handler
+
+
+def _migrate(owner: str, directory: Path, migrate: Callable[..., MigrationReport],
+             document: dict[str, Any] | None, publish: Callable[[str, dict[str, Any]], bool]) -> dict[str, Any]:
+    """Apply the files as the owner and maintain the application role (its secret read fresh: a rotated
+    password is set on the next migrate); then tell the runtime where the database is, when it must be told."""
+    if document is None:   # a stack built with "app_role": false
+        return migrate(owner, directory).to_dict()
+    report = migrate(owner, directory, app_role=AppRole(document["username"], document["password"]))
+    publish(owner, document)
+    return report.to_dict()
 
 
 def _spans(event: dict[str, Any]) -> list[Span]:

@@ -45,8 +45,12 @@ ENGINE_FUNCTION: Final = "ENGINE_FUNCTION"
 
 # -- the database --------------------------------------------------------------------------------------------
 DATABASE_URL: Final = "DATABASE_URL"
+# The runtime's DATABASE_SECRET_ARN is the application role's secret (DML only); the engine's is the owner's
+# (master) secret, and the engine alone also gets DATABASE_APP_SECRET_ARN, to create the role and set its password.
 DATABASE_SECRET_ARN: Final = "DATABASE_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
+DATABASE_APP_SECRET_ARN: Final = "DATABASE_APP_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
 DATABASE_HOST: Final = "DATABASE_HOST"
+DATABASE_PORT: Final = "DATABASE_PORT"   # with DATABASE_HOST: the cluster's port (the application secret has none)
 DATABASE_SSLMODE: Final = "DATABASE_SSLMODE"
 SCHEMA_DIR: Final = "FLUX_SCHEMA_DIR"
 

@@ -98,7 +98,7 @@ def _database(env: Mapping[str, str], project: Project) -> Any:
         await engine.open()
         return engine
 
-    return LazyDatabase(build)
+    return LazyDatabase(build, explain=lambda engine, exc: database.explain_unavailable(engine, exc, env))
 
 
 def _services(env: Mapping[str, str], project: Project) -> Services:

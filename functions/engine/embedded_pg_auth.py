@@ -23,6 +23,31 @@ from functions.engine.errors import EmbeddedPostgresError
 from functions.engine.pg_cluster import DB_USER, HBA_CONF, ServerInfo
 
 
+def ensure_password_file(path: Path) -> tuple[str, bool]:
+    """The password kept in ``path``, generated (mode 0600 from its first byte) when there is none.
+
+    Also the application role's password (``.flux/pg.app.password``): the migrator sets it on the
+    role, the engine that serves ``ctx.db`` logs in with it. Returns (password, created).
+    """
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        password = path.read_text().strip()
+        if password:
+            return password, False
+    password = secrets.token_urlsafe(24)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)    # exactly 0600 whatever the umask
+        os.write(fd, f"{password}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    return password, True
+
+
 class ClusterAuth:
     """The auth files of the cluster in ``data_dir``; the password is in ``<data_dir>.password``."""
 
@@ -32,22 +57,7 @@ class ClusterAuth:
 
     def ensure_password(self) -> tuple[str, bool]:
         """The cluster's password, generating it (mode 0600 from the first byte) when there is none."""
-        path = self.password_file
-        if path.exists():
-            if path.stat().st_mode & 0o077:
-                path.chmod(0o600)
-            return self.read_password(), False
-        password = secrets.token_urlsafe(24)
-        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)    # exactly 0600 whatever the umask
-            os.write(fd, f"{password}\n".encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        return password, True
+        return ensure_password_file(self.password_file)
 
     def read_password(self) -> str:
         try:

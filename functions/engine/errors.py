@@ -1,17 +1,17 @@
 """Engine errors. Query-level failures reuse the shared classes so every layer maps them alike.
 
-``InvalidQuery`` (400), ``DatabaseUnavailable`` (503) and ``FunctionTimeout`` (504) come from
-:mod:`functions.shared.errors` because the runtime sends them back to user code by code; the
+``InvalidQuery`` (400), ``PermissionDenied`` (403), ``DatabaseUnavailable`` (503) and ``FunctionTimeout``
+(504) come from :mod:`functions.shared.errors` because the runtime sends them back to user code by code; the
 classes here cover what only the engine can fail at (migrations, the embedded server, an
 unexpected database error) under one root.
 """
 
 from __future__ import annotations
 
-from functions.shared.errors import DatabaseUnavailable, FluxError, FunctionTimeout, InvalidQuery
+from functions.shared.errors import DatabaseUnavailable, FluxError, FunctionTimeout, InvalidQuery, PermissionDenied
 
 __all__ = ["DatabaseUnavailable", "EmbeddedPostgresError", "EngineError", "FunctionTimeout", "InvalidQuery",
-           "MigrationError"]
+           "MigrationError", "PermissionDenied"]
 
 
 class EngineError(FluxError):

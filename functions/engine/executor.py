@@ -23,7 +23,9 @@ a hostile query never reached it. The adapter owns the database facts:
 - getting a connection is bounded by ``connect_timeout_s``; an unreachable server is
   :class:`DatabaseUnavailable` (503) with ``Retry-After``;
 - errors that are the caller's (bad value for a type, unique/foreign-key violations,
-  a stale column) become :class:`InvalidQuery` (400) with Postgres' own explanation.
+  a stale column) become :class:`InvalidQuery` (400) with Postgres' own explanation;
+- a statement the application role may not run (SQLSTATE 42501, e.g. a table a migration
+  revoked) is :class:`PermissionDenied` (403 ``permission_denied``) naming the table.
   Connection strings never appear in messages.
 """
 
@@ -45,7 +47,7 @@ from psycopg.types.json import JsonbBinaryLoader, JsonBinaryLoader, JsonbLoader,
 from psycopg.types.numeric import NumericLoader
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from functions.engine.errors import DatabaseUnavailable, EngineError, FunctionTimeout, InvalidQuery
+from functions.engine.errors import DatabaseUnavailable, EngineError, FunctionTimeout, InvalidQuery, PermissionDenied
 from functions.engine.introspect import load_schema_async
 from functions.engine.schema import Schema
 from functions.engine.values import JsonDocument
@@ -123,6 +125,20 @@ class PsycopgExecutor(Executor):
     async def open(self) -> None:
         # wait=False: the engine may start before the database is reachable; queries then 503.
         await self.pool.open(wait=False)
+
+    async def login_error(self) -> psycopg.Error | None:
+        """One connection outside the pool: None when it logs in, else libpq's error.
+
+        The pool only reports that no connection came in time; when that happens the caller asks
+        here why (a role that does not exist yet is fixed by migrating, an outage is not).
+        """
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.pool.conninfo, **{
+                k: v for k, v in self.pool.kwargs.items() if k in ("connect_timeout", "application_name")})
+        except psycopg.Error as exc:
+            return exc
+        await conn.close()
+        return None
 
     async def close(self) -> None:
         await self.pool.close()
@@ -251,6 +267,9 @@ def translate_error(exc: BaseException, table: str, *, statement_timeout_ms: int
     if isinstance(exc, pg_errors.LockNotAvailable):
         return FunctionTimeout(f"query{on} timed out waiting for a lock")
     state = getattr(exc, "sqlstate", None) or ""
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return PermissionDenied(f"{_first_line(exc)}: the application role user code runs as has DML rights only "
+                                "(select, insert, update, delete on the application's tables)")
     if state.startswith(_OUTAGE_CLASSES) or (isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
                                             and not state):
         # libpq's text names hosts and ports; callers get the kind of outage, operators the full story.

@@ -10,10 +10,16 @@ into statements (:mod:`functions.engine.sql_split`) and each runs on its own, be
 Postgres wraps a multi-statement query in one implicit transaction. If one of them
 fails, the ones before it stay applied and the file is not recorded, so it runs again
 from the top next time: write such files to be repeatable (``IF NOT EXISTS``).
+
+Given an :class:`~functions.engine.app_role.AppRole`, the runner then creates or repairs the
+application role user code connects as (DML rights only, see :mod:`functions.engine.app_role`),
+under the same lock, also after a failed file (the files before it are applied and must be
+reachable), so every migrate leaves the role's rights matching the schema.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +28,7 @@ from typing import Any
 
 import psycopg
 
+from functions.engine.app_role import AppRole, maintain_app_role
 from functions.engine.errors import MigrationError
 from functions.engine.executor import translate_error
 from functions.engine.sql_split import UnterminatedSql, split_statements
@@ -59,6 +66,7 @@ class MigrationReport:
     already_applied: list[str] = field(default_factory=list)
     missing_files: list[str] = field(default_factory=list)   # recorded in the database, gone from disk
     duration_ms: float = 0.0
+    app_role: str | None = None   # the application role maintained by this run (its name only)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,35 +110,53 @@ def migration_status(dsn: str, schema_dir: str | Path, *, connect_timeout_s: flo
     return status
 
 
-def apply_migrations(dsn: str, schema_dir: str | Path, *, connect_timeout_s: float = 5.0) -> MigrationReport:
-    """Apply every pending file; stop at the first failure (that file's transaction is rolled back)."""
+def apply_migrations(dsn: str, schema_dir: str | Path, *, connect_timeout_s: float = 5.0,
+                     app_role: AppRole | None = None) -> MigrationReport:
+    """Apply every pending file; stop at the first failure (that file's transaction is rolled back).
+
+    ``dsn`` is the owner's; with ``app_role`` the application role is maintained afterwards.
+    """
     files = discover(schema_dir)
     with _connect(dsn, connect_timeout_s) as conn:
-        return apply_files(conn, files)
+        return apply_files(conn, files, app_role=app_role)
 
 
-def apply_files(conn: psycopg.Connection[Any], files: list[MigrationFile]) -> MigrationReport:
+def apply_files(conn: psycopg.Connection[Any], files: list[MigrationFile], *,
+                app_role: AppRole | None = None) -> MigrationReport:
     started = time.perf_counter()
     report = MigrationReport()
     conn.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY])
     try:
         conn.execute(_CREATE_TABLE)
-        recorded = applied_migrations(conn)
-        names = {f.name for f in files}
-        report.missing_files = [name for name in recorded if name not in names]
-        for f in files:
-            if f.name in recorded:
-                if recorded[f.name] != f.checksum:
-                    raise MigrationError(f"{f.name} changed after it was applied (checksum differs); "
-                                         "add a new migration file instead of editing an applied one")
-                report.already_applied.append(f.name)
-                continue
-            _apply_one(conn, f)
-            report.applied.append(f.name)
+        try:
+            _apply_pending(conn, files, report)
+        except MigrationError:
+            if app_role is not None:   # what was applied must be reachable; the file's error stays the one raised
+                with contextlib.suppress(MigrationError):
+                    maintain_app_role(conn, app_role, internal_tables=(MIGRATIONS_TABLE,))
+            raise
+        if app_role is not None:
+            maintain_app_role(conn, app_role, internal_tables=(MIGRATIONS_TABLE,))
+            report.app_role = app_role.name
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", [_LOCK_KEY])
     report.duration_ms = round((time.perf_counter() - started) * 1000, 3)
     return report
+
+
+def _apply_pending(conn: psycopg.Connection[Any], files: list[MigrationFile], report: MigrationReport) -> None:
+    recorded = applied_migrations(conn)
+    names = {f.name for f in files}
+    report.missing_files = [name for name in recorded if name not in names]
+    for f in files:
+        if f.name in recorded:
+            if recorded[f.name] != f.checksum:
+                raise MigrationError(f"{f.name} changed after it was applied (checksum differs); "
+                                     "add a new migration file instead of editing an applied one")
+            report.already_applied.append(f.name)
+            continue
+        _apply_one(conn, f)
+        report.applied.append(f.name)
 
 
 def _apply_one(conn: psycopg.Connection[Any], f: MigrationFile) -> None:

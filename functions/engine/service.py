@@ -30,7 +30,7 @@ from functions.engine.schema import Schema
 from functions.engine.selects import ROW, TOTAL, embed_summary
 from functions.engine.values import row_to_json
 from functions.shared.context import CallContext
-from functions.shared.errors import FluxError
+from functions.shared.errors import FluxError, PermissionDenied
 from functions.shared.spans import OpenSpan, SafeSink, Span, start_span
 
 
@@ -125,6 +125,10 @@ class DataEngine:
             parsed = parse_query(query, default_limit=self.settings.default_limit, max_limit=self.settings.max_limit)
             prepared = self._prepare(parsed, await self.schema())
             result, cache_status, count = await self._run_one(prepared)
+        except PermissionDenied as exc:
+            _prefix(exc, _operation(prepared))
+            _emit(call, [_failed(span, exc, prepared)])
+            raise
         except BaseException as exc:  # the span records any failure, even a cancellation, then it propagates
             _emit(call, [_failed(span, exc, prepared)])
             raise
@@ -154,7 +158,10 @@ class DataEngine:
             async with self.executor.transaction() as tx:
                 for i, item in enumerate(prepared):
                     current = _open_span(call, None, item.query, batch=True)
-                    outcome = await tx.run(_bound(item.statement, outcomes, f"batch[{i}]."))
+                    try:
+                        outcome = await tx.run(_bound(item.statement, outcomes, f"batch[{i}]."))
+                    except PermissionDenied as exc:
+                        raise _prefix(exc, f"batch[{i}].{_operation(item)}") from exc
                     outcomes.append(outcome)
                     result = _result(outcome, item.statement.max_rows, item.query)
                     spans.append(self._finished(current, item, result, "BYPASS", outcome.rowcount))
@@ -288,6 +295,13 @@ def _bound(statement: Statement, outcomes: list[Outcome], where: str) -> Stateme
     if params == list(statement.params):
         return statement
     return Statement(statement.sql, params, statement.max_rows, statement.table, statement.bounded)
+
+
+def _operation(item: _Prepared | None) -> str:
+    """``"update orders: "``: which statement a permission error came from (Postgres names only the table)."""
+    if item is None:
+        return ""
+    return f"{getattr(item.query, 'operation', 'select')} {item.query.table}: "
 
 
 def _prefix(exc: FluxError, where: str) -> FluxError:

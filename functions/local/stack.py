@@ -143,17 +143,21 @@ class LocalStack:
 
     async def _open_database(self) -> None:
         """Find (or start) Postgres, apply pending migrations, open the in-process Data Engine."""
-        from functions.engine.locate import DatabaseLocation, locate_database
+        from functions.engine.locate import DatabaseLocation, locate_database, project_app_role
         from functions.engine.service import DataEngine
 
         if self.database_url:
-            self.database = DatabaseLocation(self.database_url, "env")
+            role = await asyncio.to_thread(project_app_role, self.project.root, self.database_url)
+            self.database = DatabaseLocation(self.database_url, "env", app_role=role)
         else:
             self.database = await asyncio.to_thread(locate_database, self.project.root)
         self.out(f"database: {self.database.source} ({_describe_dsn(self.database.dsn)})")
+        if self.database.app_role is None:
+            self.out("database: user code runs as the migrating user (flux.json database.app_role is false)")
         await self.migrate()
         settings = self.project.config.observability
-        self.engine = DataEngine.create(self.database.dsn, slow_query_ms=settings.slow_query_ms)
+        # ctx.db as the application role (DML only); migrations and the advisor keep the owner's DSN.
+        self.engine = DataEngine.create(self.database.app_dsn, slow_query_ms=settings.slow_query_ms)
         await self.engine.open()
         await self.engine.refresh_schema()
         self.services.db = self.engine
@@ -163,9 +167,11 @@ class LocalStack:
         from functions.engine.migrations import apply_migrations
 
         schema_dir = self.project.root / "schema"
-        if self.database is None or not schema_dir.is_dir():
+        if self.database is None:
             return []
-        report = await asyncio.to_thread(apply_migrations, self.database.dsn, schema_dir)
+        # Also without schema/: the application role must exist before the engine logs in as it.
+        report = await asyncio.to_thread(apply_migrations, self.database.dsn, schema_dir,
+                                         app_role=self.database.app_role)
         if report.applied:
             self.out(f"migrations applied: {', '.join(report.applied)}")
         if self.engine is not None and report.applied:

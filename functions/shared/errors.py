@@ -46,6 +46,12 @@ class Forbidden(FluxError):
     status, code = 403, "forbidden"
 
 
+class PermissionDenied(FluxError):
+    """A statement the application role may not run (Postgres SQLSTATE 42501): DML rights only."""
+
+    status, code = 403, "permission_denied"
+
+
 class RouteNotFound(FluxError):
     status, code = 404, "route_not_found"
 
@@ -85,7 +91,7 @@ class UserError(FluxError):
 
 _ERRORS_BY_CODE: dict[str, type[FluxError]] = {
     cls.code: cls
-    for cls in (InvalidJson, ValidationFailed, InvalidQuery, Unauthorized, Forbidden, RouteNotFound,
+    for cls in (InvalidJson, ValidationFailed, InvalidQuery, Unauthorized, Forbidden, PermissionDenied, RouteNotFound,
                 PayloadTooLarge, RateLimited, FunctionError, RuntimeCrashed, DatabaseUnavailable,
                 FunctionTimeout)
 }

@@ -266,10 +266,31 @@ class Cors(_Model):
     max_age: int = Field(600, ge=0, le=86_400)
 
 
+APP_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
 class Database(_Model):
     url: str | None = None
     provision: bool = False
     secret_arn: str | None = None
+    # The role user code connects as (DML rights only, maintained by every migrate); false: run user code
+    # as the migrating user, for a database where that user may not create roles.
+    app_role: str | bool = "flux_app"
+
+    @field_validator("app_role")
+    @classmethod
+    def _app_role(cls, value: str | bool) -> str | bool:
+        if value is True:
+            return "flux_app"
+        if isinstance(value, str) and (not APP_ROLE_NAME.match(value) or value.startswith("pg_")):
+            raise ValueError(f"{value!r} is not a role name (lower-case letters, digits and '_', at most 63, "
+                             "not starting with a digit or 'pg_'), or false")
+        return value
+
+    @property
+    def app_role_name(self) -> str | None:
+        """The application role's name; None when the project opted out (``"app_role": false``)."""
+        return self.app_role if isinstance(self.app_role, str) else None
 
 
 class Observability(_Model):

@@ -6,7 +6,7 @@ migrate --stage`` invoke its ``migrate`` action with the caller's own AWS
 credentials, the observability Lambda its schema graph and advice. It exists only when the
 stack has a database, ships the project's ``schema/`` folder, runs in the VPC
 next to the database when one is provisioned, and its role reads the database
-secret and nothing else.
+secrets (the owner's and the application role's, which it maintains) and nothing else.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class EngineFunction(Construct):
         self.lambda_ = FluxFunction(
             self, "Engine", code=code.runtime, handler=names.ENGINE_HANDLER,
             environment={
-                **database.environment(),
+                **database.engine_environment(),
                 names.SCHEMA_DIR: f"{PROJECT_IN_TASK}/schema",
                 names.SLOW_QUERY_MS: str(plan.slow_query_ms),
                 names.N_PLUS_ONE_THRESHOLD: str(plan.n_plus_one_threshold),
@@ -41,4 +41,4 @@ class EngineFunction(Construct):
             retention_days=plan.retention_days, removal_policy=removal_policy,
             reserved_concurrency=ENGINE_CONCURRENCY, vpc=database.vpc,
             security_groups=[database.lambda_security_group] if database.lambda_security_group else [])
-        database.grant_connect(self.lambda_.role)
+        database.grant_migrate(self.lambda_.role)

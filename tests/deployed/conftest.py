@@ -110,7 +110,8 @@ def url_mode_project(base: Path, project: Path) -> Path:
     root = base / "shop-url"
     shutil.copytree(project, root)
     config = json.loads((root / "flux.json").read_text())
-    config["database"] = {"url": "postgresql://flux_admin@db.example.invalid:5432/shop"}
+    # Its own application role: a role belongs to the whole server, which this stage shares with the main one.
+    config["database"] = {"url": "postgresql://flux_admin@db.example.invalid:5432/shop", "app_role": "flux_app_url"}
     (root / "flux.json").write_text(json.dumps(config, indent=2))
     return root
 
@@ -126,7 +127,7 @@ def secret_arn_project(base: Path, project: Path) -> Path:
     root = base / "shop-secret"
     shutil.copytree(project, root)
     config = json.loads((root / "flux.json").read_text())
-    config["database"] = {"secret_arn": EXISTING_SECRET_ARN}
+    config["database"] = {"secret_arn": EXISTING_SECRET_ARN, "app_role": "flux_app_secret"}
     (root / "flux.json").write_text(json.dumps(config, indent=2))
     return root
 

@@ -73,8 +73,12 @@ def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, wo
     summary = other_synths["secret"].result()
     template = json.loads(Path(summary["template"]).read_text())
     assert not [lid for lid, r in template["Resources"].items()
-                if r["Type"] in {"AWS::RDS::DBCluster", "AWS::RDS::DBProxy", "AWS::SecretsManager::Secret"}], \
-        "secret_arn mode must neither provision a database nor create its own database secret"
+                if r["Type"] in {"AWS::RDS::DBCluster", "AWS::RDS::DBProxy"}], \
+        "secret_arn mode must not provision a database"
+    # Its only secret is the application role's (user code does not run as the existing secret's user)
+    (app_secret,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::SecretsManager::Secret"]
+    assert json.loads(app_secret["Properties"]["GenerateSecretString"]["SecretStringTemplate"]) == {
+        "username": "flux_app_secret"}
     assert EXISTING_SECRET_ARN in json.dumps(template), "the stack's Lambdas are not given the existing secret"
     cluster = next(iter(deployed.stack.of_type("AWS::RDS::DBCluster").values()))["Properties"]
     assert deployed.proxy is not None and deployed.cluster is not None
@@ -83,6 +87,9 @@ def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, wo
               "engine": "postgres"}
     stage = Deployment(Path(summary["assembly"]), summary["stack"], workdir / "run-secret",
                        existing_secrets={EXISTING_SECRET_NAME: json.dumps(secret)})
+    # The operator's proxy must know the application role's secret too (RDS Proxy authenticates per secret)
+    assert deployed.proxy.users is not None
+    deployed.proxy.users.add("flux_app_secret")
     try:
         with httpx.Client(base_url=stage.api.url, timeout=60) as client:
             hello = client.post("/hello", json={"name": "secret"})
@@ -99,6 +106,12 @@ def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, wo
             fetched = client.get(f"/orders/{order['id']}")
             assert fetched.status_code == 200, fetched.text
             assert fetched.json()["items"][0]["quantity"] == 2
-            assert deployed.proxy.refused == [], f"RDS Proxy refused startup options: {deployed.proxy.refused}"
+            assert not [r for r in deployed.proxy.refused if not r.startswith("user ")], \
+                f"RDS Proxy refused startup options: {deployed.proxy.refused}"
+            with psycopg.connect(deployed.cluster.dsn(cluster["DatabaseName"])) as conn:
+                users = {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity WHERE "
+                                                    "application_name = 'flux-engine'").fetchall()}
+            assert "flux_app_secret" in users, users    # its runtime ran as its own application role
     finally:
+        deployed.proxy.users.discard("flux_app_secret")
         stage.close()

@@ -205,8 +205,6 @@ def test_hello_reads_no_project_secret_and_no_prefix(full: Synthesized) -> None:
         assert referenced_ids(json.loads(text)) <= db_secret_ids(full)  # what it connects to the database with
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13's application database role (another part of the issue) points "
-                   "database.grant_connect at its own secret; until then runtime roles read the Aurora master secret")
 def test_hello_cannot_read_the_master_database_secret(full: Synthesized) -> None:
     cluster = full.built.stack.database.cluster
     master = {full.built.stack.resolve(cluster.node.find_child("Secret").node.default_child.logical_id)} | set(

@@ -133,6 +133,9 @@ interface FluxContext {
    *  any other name throws a 403 `secret_not_declared` that names the declaration to add. Values are redacted
    *  from every log, span and error. */
   readonly secrets: { get(name: string, fallback?: string): Promise<string> };
+  /** Runs as the database's application role: select, insert, update and delete on the application's tables,
+   *  nothing else. A statement it may not run throws a 403 `permission_denied` naming the operation and table;
+   *  a bad query a 400 `invalid_query`; an unreachable database a 503 `database_unavailable`. */
   readonly db: {
     query<T extends Row = Row>(query: FluxQuery & ({ count: "exact" } | { page: true })): Promise<FluxPage<T>>;
     query<T extends Row = Row>(query: FluxQuery): Promise<T[]>;

@@ -63,6 +63,7 @@ class Deployment:
         self.proxy: RdsProxy | None = None
         self._database()
         aws.attach_secret_targets(stack, self.moto)
+        self._proxy_users()
         self.endpoints: dict[str, str] = {"AWS_ENDPOINT_URL": self.moto.url}
         specs = function_specs(stack)
         self.lambdas = LambdaService(stack, specs, image, self.workdir, endpoints=self.endpoints)
@@ -109,6 +110,17 @@ class Deployment:
             self._closers.append(self.proxy.close)
             stack.set(proxy_id, Ref=pprops["DBProxyName"], Endpoint="127.0.0.1",
                       DBProxyArn=stack.arn("rds", f"db-proxy:prx-{proxy_id.lower()[:17]}"))
+
+    def _proxy_users(self) -> None:
+        """The usernames of the secrets in the proxy's ``Auth`` list: the only users it lets in."""
+        if self.proxy is None:
+            return
+        users: set[str] = set()
+        for proxy in self.stack.of_type("AWS::RDS::DBProxy").values():
+            for auth in proxy["Properties"].get("Auth", []):
+                document = json.loads(aws.secret_value(self.stack, self.moto, self.stack.resolve(auth["SecretArn"])))
+                users.add(str(document["username"]))
+        self.proxy.users = users
 
     def dynamic(self, value: str) -> str:
         """``{{resolve:secretsmanager:<arn>:SecretString:<key>::}}`` dynamic references."""

@@ -5,8 +5,12 @@ message may carry ``user``, ``database``, ``application_name`` and ``client_enco
 any other parameter (``options``, ``statement_timeout``, ``search_path``, ...) makes the
 proxy refuse the connection with ``Feature not supported: RDS Proxy currently doesn't
 support the option <name>.``. With ``RequireTLS`` a client that does not negotiate TLS
-is refused too. Accepted connections are relayed byte for byte to the cluster (the
-cluster authenticates the user with the secret's password, as the proxy does).
+is refused too. Client authentication is per secret (the proxy's ``Auth`` list): a user
+none of its secrets names is refused with RDS Proxy's text (``This RDS Proxy has no
+credentials for the role <user>. Check the credentials for this role and try again.``, from
+the RDS Proxy troubleshooting guide). Accepted connections are relayed byte for byte to the
+cluster (the cluster authenticates the user with the secret's password, as the proxy does
+with the secret's copy; a role the secret names but the database lacks fails there).
 
 What is not modelled: connection pinning (a session that uses named prepared
 statements or ``SET`` keeps its backend; here every client has its own backend
@@ -61,8 +65,10 @@ def startup_parameters(body: bytes) -> dict[str, str]:
 class RdsProxy:
     """A TCP front on 127.0.0.1 enforcing RDS Proxy's startup rules, relaying to ``upstream_port``."""
 
-    def __init__(self, workdir: Path, *, upstream_port: int, port: int, require_tls: bool = True) -> None:
+    def __init__(self, workdir: Path, *, upstream_port: int, port: int, require_tls: bool = True,
+                 users: set[str] | None = None) -> None:
         self.upstream_port, self.port, self.require_tls = upstream_port, port, require_tls
+        self.users = users    # the usernames of the proxy's secrets; None: not known (yet), nobody is refused
         self.refused: list[str] = []      # what was refused, for the tests and FINDINGS
         self.accepted = 0
         self._tls = _self_signed(workdir)
@@ -121,6 +127,13 @@ class RdsProxy:
                                             f"{name}."))
                 await writer.drain()
                 return
+        user = params.get("user", "")
+        if self.users is not None and user not in self.users:
+            self.refused.append(f"user {user}")
+            writer.write(error_response(f"This RDS Proxy has no credentials for the role {user}. Check the "
+                                        "credentials for this role and try again.", "28000"))
+            await writer.drain()
+            return
         self.accepted += 1
         await self._relay(reader, writer, struct.pack("!II", length, code) + body)
 

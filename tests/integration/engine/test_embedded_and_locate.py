@@ -73,7 +73,22 @@ def test_database_url_wins_then_flux_json(tmp_path: Path) -> None:
     (tmp_path / "flux.json").write_text(json.dumps({"name": "app", "database": {"url": "postgresql://u@cfg/y"}}))
     found = locate_database(tmp_path, env={})
     assert (found.source, found.dsn, found.server) == ("flux.json", "postgresql://u@cfg/y", None)
-    assert not (tmp_path / ".flux").exists()
+    assert not (tmp_path / ".flux" / "pg").exists()    # no embedded server was made
+    # ctx.db goes to the same server as the application role; a URL without a password gets a generated one
+    assert found.app_role is not None and found.app_role.name == "flux_app"
+    app_password = tmp_path / ".flux" / "pg.app.password"
+    assert app_password.read_text().strip() == found.app_role.password and app_password.stat().st_mode & 0o077 == 0
+    assert "user=flux_app" in found.app_dsn and "host=cfg" in found.app_dsn
+    assert found.app_role.password not in repr(found)
+    # a URL with the owner's password: the role's password is derived from it (same for every checkout)
+    owned = locate_database(tmp_path, env={"DATABASE_URL": "postgresql://u:owner-pw@db/x"})
+    again = locate_database(tmp_path / "..", env={"DATABASE_URL": "postgresql://u:owner-pw@db/z"})
+    assert owned.app_role is not None and again.app_role is not None
+    assert owned.app_role.password == again.app_role.password != "owner-pw"
+    (tmp_path / "flux.json").write_text(json.dumps({"name": "app", "database": {"url": "postgresql://u@cfg/y",
+                                                                                "app_role": False}}))
+    opted_out = locate_database(tmp_path, env={})
+    assert opted_out.app_role is None and opted_out.app_dsn == opted_out.dsn
 
 
 def test_a_broken_flux_json_is_reported_not_ignored(tmp_path: Path) -> None:

@@ -52,3 +52,31 @@ def test_the_engine_lambda_serves_migrate_schema_graph_and_suggest(pg_dsn: str, 
         suggested = handler({"action": "suggest", "spans": [slow_span]}, None)
         assert suggested["ok"], suggested
         assert [s["columns"] for s in suggested["result"]] == [["customer_email", "created_at"]]
+
+
+def test_migrate_sets_up_the_application_role_the_runtime_then_connects_as(pg_dsn: str, aws_env: None) -> None:
+    """A database.url stack: the engine reads the owner's URL and the application secret, creates the role with
+    that password and publishes the address; the runtime, given only the application secret, logs in as the role."""
+    from functions.aws.database import dsn_from_environment
+
+    with mock_aws():
+        client = boto3.client("secretsmanager")
+        owner = client.create_secret(Name="flux/db-url", SecretString=json.dumps({"url": pg_dsn}))["ARN"]
+        app = client.create_secret(Name="flux/db-app", SecretString=json.dumps(
+            {"username": "flux_app_lambda", "password": "lambda-app-password-0123456789"}))["ARN"]
+        runtime_env = {"DATABASE_SECRET_ARN": app, "DATABASE_SSLMODE": "disable", "FLUX_STAGE": "dev"}
+        with pytest.raises(Exception, match="run `flux db migrate --stage dev`"):
+            dsn_from_environment(runtime_env)    # deployed, not migrated yet: no address in the app secret
+        handler = make_handler(env={"DATABASE_SECRET_ARN": owner, "DATABASE_APP_SECRET_ARN": app,
+                                    "FLUX_SCHEMA_DIR": str(SHOP / "schema")})
+        migrated = handler({"action": "migrate"}, None)
+        assert migrated["ok"], migrated
+        assert migrated["result"]["app_role"] == "flux_app_lambda"
+        published = json.loads(client.get_secret_value(SecretId=app)["SecretString"])
+        assert published["host"] == urlsplit(pg_dsn).hostname and published["dbname"] == urlsplit(pg_dsn).path[1:]
+        assert urlsplit(pg_dsn).password not in json.dumps(published)   # never the owner's credentials
+        with psycopg.connect(dsn_from_environment(runtime_env), autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone() == ("flux_app_lambda",)
+            assert conn.execute("SELECT count(*) > 0 FROM orders").fetchone() == (True,)
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DROP TABLE orders")

@@ -583,3 +583,16 @@ def test_the_published_function_schema_has_the_call_declarations() -> None:
     assert schema["properties"]["invokes"]["type"] == "array"
     assert schema["properties"]["concurrency"]["default"] == 10
     assert schema["properties"]["concurrency"]["maximum"] == 1000
+
+
+@pytest.mark.parametrize(("value", "name"), [(None, "flux_app"), (True, "flux_app"), ("shop_app", "shop_app"),
+                                             (False, None)])
+def test_database_app_role_names_the_role_user_code_runs_as(value: Any, name: str | None) -> None:
+    database = {"url": "postgresql://u@db/x"} if value is None else {"url": "postgresql://u@db/x", "app_role": value}
+    assert ProjectConfig.model_validate({"name": "p", "database": database}).database.app_role_name == name
+
+
+@pytest.mark.parametrize("bad", ["Flux-App", "1app", "pg_app", "a" * 64, "", 3])
+def test_database_app_role_must_be_a_plain_role_name_or_false(bad: Any) -> None:
+    with pytest.raises(ValidationError, match="app_role"):
+        ProjectConfig.model_validate({"name": "p", "database": {"app_role": bad}})
