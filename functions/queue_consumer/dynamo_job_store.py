@@ -21,18 +21,25 @@ from functions.queue_consumer.errors import QueueUnavailable
 from functions.queue_consumer.ports import Counters, JobStatus, JobStore
 from functions.shared.aws_errors import error_code
 
+PK = "pk"
+TTL_ATTRIBUTE = "expires_at"
+# The table's key schema, read by the CDK stack (infra/constructs/tables.py) and by create_jobs_table, so the
+# stack and this adapter cannot drift apart.
+JOBS_TABLE: dict[str, Any] = {"partition_key": {"name": PK, "type": "S"}, "time_to_live_attribute": TTL_ATTRIBUTE}
+
 
 def create_jobs_table(client: Any, name: str) -> None:
     """Create the table as the CDK stack does (used by tests and local tools)."""
+    key = JOBS_TABLE["partition_key"]
     client.create_table(
         TableName=name,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": key["name"], "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": key["name"], "AttributeType": key["type"]}],
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=name)
-    client.update_time_to_live(TableName=name,
-                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": JOBS_TABLE["time_to_live_attribute"]})
 
 
 class DynamoJobStore(JobStore):
@@ -57,23 +64,23 @@ class DynamoJobStore(JobStore):
     def claim_idempotency(self, function: str, key: str, job_id: str) -> str | None:
         pk = f"idem#{function}#{key}"
         try:
-            self._call("put_item", Item={"pk": {"S": pk}, "job_id": {"S": job_id}, "expires_at": self._expires()},
+            self._call("put_item", Item={PK: {"S": pk}, "job_id": {"S": job_id}, TTL_ATTRIBUTE: self._expires()},
                        ConditionExpression="attribute_not_exists(pk)")
             return None
         except ClientError:
-            item = self._call("get_item", Key={"pk": {"S": pk}}, ConsistentRead=True).get("Item")
+            item = self._call("get_item", Key={PK: {"S": pk}}, ConsistentRead=True).get("Item")
             return item["job_id"]["S"] if item else None
 
     def release_idempotency(self, function: str, key: str, job_id: str) -> None:
         try:
-            self._call("delete_item", Key={"pk": {"S": f"idem#{function}#{key}"}},
+            self._call("delete_item", Key={PK: {"S": f"idem#{function}#{key}"}},
                        ConditionExpression="job_id = :j", ExpressionAttributeValues={":j": {"S": job_id}})
         except ClientError:
             return  # someone else holds it now: nothing of ours to undo
 
     def mark_done(self, job_id: str, function: str) -> None:
         try:
-            self._call("update_item", Key={"pk": {"S": f"job#{job_id}"}},
+            self._call("update_item", Key={PK: {"S": f"job#{job_id}"}},
                        UpdateExpression="SET #s = :done, #f = :f, expires_at = :e",
                        ConditionExpression="attribute_not_exists(#s) OR #s <> :done",
                        ExpressionAttributeNames={"#s": "state", "#f": "function"},
@@ -85,7 +92,7 @@ class DynamoJobStore(JobStore):
 
     def record_failure(self, job_id: str, function: str, attempt: int, error: str) -> None:
         try:
-            self._call("update_item", Key={"pk": {"S": f"job#{job_id}"}},
+            self._call("update_item", Key={PK: {"S": f"job#{job_id}"}},
                        UpdateExpression="SET #s = :failed, #f = :f, attempts = :a, last_error = :err, expires_at = :e",
                        ConditionExpression="attribute_not_exists(#s) OR #s <> :done",
                        ExpressionAttributeNames={"#s": "state", "#f": "function"},
@@ -97,7 +104,7 @@ class DynamoJobStore(JobStore):
         self._add(function, "failed")
 
     def get(self, job_id: str) -> JobStatus | None:
-        item = self._call("get_item", Key={"pk": {"S": f"job#{job_id}"}}, ConsistentRead=True).get("Item")
+        item = self._call("get_item", Key={PK: {"S": f"job#{job_id}"}}, ConsistentRead=True).get("Item")
         if not item:
             return None
         return JobStatus(job_id=job_id, function=item.get("function", {}).get("S", ""),
@@ -106,10 +113,10 @@ class DynamoJobStore(JobStore):
                          last_error=item.get("last_error", {}).get("S", ""))
 
     def counters(self, function: str) -> Counters:
-        item = self._call("get_item", Key={"pk": {"S": f"stats#{function}"}}).get("Item") or {}
+        item = self._call("get_item", Key={PK: {"S": f"stats#{function}"}}).get("Item") or {}
         return Counters(done=int(item.get("done", {}).get("N", "0")), failed=int(item.get("failed", {}).get("N", "0")))
 
     def _add(self, function: str, counter: str) -> None:
-        self._call("update_item", Key={"pk": {"S": f"stats#{function}"}},
+        self._call("update_item", Key={PK: {"S": f"stats#{function}"}},
                    UpdateExpression="ADD #c :one", ExpressionAttributeNames={"#c": counter},
                    ExpressionAttributeValues={":one": {"N": "1"}})

@@ -19,6 +19,7 @@ from constructs import Construct
 
 from functions.gateway import dynamo_schema as gateway_schema
 from functions.observability import dynamo_schema as span_schema
+from functions.queue_consumer import dynamo_job_store as jobs_schema
 
 # What each caller does with each table: the exact calls of the adapters that use it.
 SPAN_WRITER = ("dynamodb:BatchWriteItem",)
@@ -29,8 +30,6 @@ BUCKET_WRITER = ("dynamodb:GetItem", "dynamodb:PutItem")  # GCRA: read, conditio
 JOB_ENQUEUER = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem")  # idempotency claim / release
 JOB_SETTLER = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:UpdateItem")
 
-JOBS_TTL_ATTRIBUTE = "expires_at"  # functions/queue_consumer/dynamo_job_store.py: create_jobs_table
-JOBS_PARTITION_KEY = "pk"
 
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER, "B": dynamodb.AttributeType.BINARY}
 
@@ -51,8 +50,7 @@ class FluxTables(Construct):
                 sort_key=_attribute(gsi["sort_key"]), projection_type=dynamodb.ProjectionType[gsi["projection"]])
         self.keys = self._table("ApiKeys", gateway_schema.KEYS_TABLE)
         self.rate_limits = self._table("RateLimits", gateway_schema.RATE_LIMIT_TABLE)
-        self.jobs = self._table("Jobs", {"partition_key": {"name": JOBS_PARTITION_KEY, "type": "S"},
-                                         "time_to_live_attribute": JOBS_TTL_ATTRIBUTE}) if with_jobs else None
+        self.jobs = self._table("Jobs", jobs_schema.JOBS_TABLE) if with_jobs else None
 
     def _table(self, construct_id: str, spec: dict[str, Any]) -> dynamodb.Table:
         sort_key = spec.get("sort_key")
