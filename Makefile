@@ -50,7 +50,7 @@ dev: setup
 
 test: setup browser
 	$(BIN)/ruff check functions cli infra tests bench
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=20
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests/unit tests/functional
