@@ -40,8 +40,11 @@ class BenchDatabase:
     def reset(self) -> None:
         """Back to the seed: drop inserted rows, vacuum, fresh statistics."""
         with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM outbox")
+            conn.execute("DELETE FROM orders")
             conn.execute("DELETE FROM items WHERE id > %s", [SEED_ROWS])
-            conn.execute("VACUUM ANALYZE items")
+            for table in ("items", "orders", "outbox"):
+                conn.execute(f"VACUUM ANALYZE {table}")
 
     def row_count(self) -> int:
         with psycopg.connect(self.dsn, autocommit=True) as conn:

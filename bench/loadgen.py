@@ -52,6 +52,15 @@ request = function()
   return wrk.format("GET", "/items?category=c" .. (n % 50))
 end
 """,
+    # An endpoint that looks real: the item with its latest orders, an insert, a job pushed.
+    "real": """
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"item_id":%d,"quantity":%d}', (n * 7919) % 10000 + 1, n % 5 + 1)
+  return wrk.format("POST", "/orders", {["Content-Type"] = "application/json"}, body)
+end
+""",
 }
 
 SCENARIOS = tuple(SCRIPTS)

@@ -39,8 +39,12 @@ OUT = REPO / "bench" / "out"
 STARTUP_MARKERS = ("_find_and_load", "_call_with_frames_removed", "_load_unlocked")
 # Blocking waits, by (function, file) of the leaf frame. py-spy's own idle detection does not drop
 # them on these machines, so they are taken out here (and counted apart as "waiting").
+# On uvloop (flux dev since 3bae4de) the loop's epoll wait is C code under asyncio.Runner.run, with no
+# Python frame of its own: a sample whose leaf is Runner.run is that wait *or* uvloop's own C work
+# (socket and pipe I/O), which py-spy cannot tell apart without --native; it is counted as waiting.
 WAITS = {("select", "selectors.py"), ("wait", "threading.py"), ("get", "queue.py"),
-         ("_worker", "concurrent/futures/thread.py"), ("_wait_for_tstate_lock", "threading.py")}
+         ("_worker", "concurrent/futures/thread.py"), ("_wait_for_tstate_lock", "threading.py"),
+         ("run", "asyncio/runners.py")}
 
 
 def is_wait(frame: dict[str, Any]) -> bool:
@@ -123,7 +127,7 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.profile_flux", description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="select", choices=["hello", "insert", "select"])
+    parser.add_argument("--scenario", default="select", choices=["hello", "insert", "select", "real"])
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--connections", type=int, default=16)

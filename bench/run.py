@@ -1,7 +1,7 @@
 """Flux against a raw Deno + Postgres server, FastAPI + psycopg and ``chalice local``: one command, ratios.
 
     .venv/bin/python -m bench.run [--quick] [--stacks flux,flux-notrace,raw,fastapi,chalice]
-                                  [--scenarios hello,insert,select] [--rounds N] [--duration S] [--no-figures]
+                                  [--scenarios hello,insert,select,real] [--rounds N] [--duration S] [--no-figures]
 
 (``make bench`` / ``make bench-quick``.) On first use it installs wrk (apt-get, as root), the
 bench virtualenv bench/.venv-bench (bench/requirements-bench.txt) and the raw server's npm

@@ -56,23 +56,6 @@ def ensure_bench_venv(say=print) -> Path:
     return python
 
 
-WHATIF_REQUIREMENTS = REPO / "bench" / "requirements-whatif.txt"
-
-
-def ensure_whatif_extras(say=print) -> Path:
-    """uvloop + httptools in a folder of their own, for the uvloop variants of bench.whatif only."""
-    target = BENCH_VENV / "whatif"
-    stamp = target / ".installed"
-    digest = hashlib.sha256(WHATIF_REQUIREMENTS.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text().strip() == digest:
-        return target
-    say(f"installing {WHATIF_REQUIREMENTS.relative_to(REPO)} into {target.relative_to(REPO)}")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--upgrade",
-                    "--target", str(target), "-r", str(WHATIF_REQUIREMENTS)], check=True)
-    stamp.write_text(digest)
-    return target
-
-
 def deno_binary() -> Path:
     from functions.runtime.sandbox import deno_executable
 

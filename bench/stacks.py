@@ -110,13 +110,19 @@ def check_endpoints(base: str) -> dict[str, object]:
         hello = client.get(f"{base}/hello")
         inserted = client.post(f"{base}/items", json={"name": "check", "category": "c1", "price": 1.5})
         selected = client.get(f"{base}/items", params={"category": "c1"})
+        ordered = client.post(f"{base}/orders", json={"item_id": 7, "quantity": 2})
     problems = [f"{name}: {r.status_code} {r.text[:200]}" for name, r in
-                (("hello", hello), ("insert", inserted), ("select", selected)) if r.status_code != 200]
+                (("hello", hello), ("insert", inserted), ("select", selected), ("real", ordered))
+                if r.status_code != 200]
     if problems:
         raise RuntimeError("endpoint check failed: " + "; ".join(problems))
     rows = selected.json().get("items", [])
     if len(rows) != 20 or "id" not in inserted.json():
         raise RuntimeError(f"unexpected answers: select gave {len(rows)} rows, insert gave {inserted.text[:200]}")
+    order = ordered.json()
+    item = order.get("item") or {}
+    if str(item.get("id")) != "7" or "orders" not in item or "id" not in (order.get("order") or {}):
+        raise RuntimeError(f"unexpected answer from POST /orders: {ordered.text[:200]}")
     return {"hello": hello.json(), "insert_keys": sorted(inserted.json()), "select_rows": len(rows)}
 
 

@@ -7,12 +7,11 @@ can change how it runs without editing functions/ or cli/, and drives every vari
 wrk scripts as bench.run, in ``--rounds`` rounds with the order reversed every other round; the
 table gives medians. Variants:
 
-- ``as is``:        plain ``flux dev`` (tracing on);
+- ``as is``:        plain ``flux dev`` (uvloop + httptools, tracing on);
 - ``tracing off``:  ``--no-tracing``, i.e. what tracing costs;
-- ``uvloop``:       the event loop policy set to uvloop, with httptools importable so uvicorn's
-                    ``http="auto"`` picks it (bench/requirements-whatif.txt, installed into a folder
-                    of its own and put on PYTHONPATH for these variants only);
-- ``uvloop, tracing off``.
+- ``asyncio + h11``: ``flux dev`` as it ran before uvloop and httptools (asyncio's loop, uvicorn's
+                    pure-Python h11 parser): what that change gained;
+- ``asyncio + h11, tracing off``.
 
 The three fixes of bench/PROFILE.md section 3 were measured with the earlier version of this file
 (git 6a8a702) as monkeypatches; they are in Flux since f8cb146.
@@ -28,9 +27,10 @@ import statistics
 import sys
 from pathlib import Path
 
-UVLOOP = "uvloop"
+ASYNCIO = "asyncio"
 NOTRACE = "notrace"
-VARIANTS = {"as is": "", "tracing off": NOTRACE, "uvloop": UVLOOP, "uvloop, tracing off": f"{UVLOOP},{NOTRACE}"}
+VARIANTS = {"as is": "", "tracing off": NOTRACE, "asyncio + h11": ASYNCIO,
+            "asyncio + h11, tracing off": f"{ASYNCIO},{NOTRACE}"}
 
 
 def serve_main(argv: list[str]) -> int:
@@ -40,15 +40,20 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--variant", default="")
     args = parser.parse_args(argv)
     options = {o for o in args.variant.split(",") if o}
-    if UVLOOP in options:   # uvicorn's http="auto" then also picks httptools (on PYTHONPATH for this variant)
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     from cli.commands.local import _line
-    from functions.local.devserver import serve
+    from functions.local import devserver
 
-    return asyncio.run(serve(args.project.resolve(), port=args.port, watch=False,
-                             tracing=False if NOTRACE in options else None, out=_line))
+    tracing = False if NOTRACE in options else None
+    if ASYNCIO not in options:
+        return devserver.run(args.project.resolve(), port=args.port, watch=False, tracing=tracing, out=_line)
+    config = devserver.uvicorn.Config
+
+    def h11_config(*a: object, **kw: object) -> object:
+        return config(*a, **{**kw, "http": "h11"})
+
+    devserver.uvicorn.Config = h11_config  # type: ignore[assignment,misc]
+    return asyncio.run(devserver.serve(args.project.resolve(), port=args.port, watch=False, tracing=tracing,
+                                       out=_line))
 
 
 def _interrupt(_signum: int, _frame: object) -> None:
@@ -60,7 +65,7 @@ def measure_main(argv: list[str]) -> int:
     from bench.figures import scratch_dir
     from bench.loadgen import LoadSettings, run_wrk
     from bench.procs import ManagedProcess
-    from bench.setup_env import ensure_whatif_extras, prepare
+    from bench.setup_env import prepare
     from bench.stacks import REPO, base_env, copy_flux_app, free_port, wait_ready
 
     parser = argparse.ArgumentParser(prog="python -m bench.whatif", description=__doc__.splitlines()[0])
@@ -77,7 +82,6 @@ def measure_main(argv: list[str]) -> int:
         wanted = {"as is", *(v.strip() for v in args.only.split(","))}
         variants = {k: v for k, v in variants.items() if k in wanted}
     prepare()
-    extras = ensure_whatif_extras() if any(UVLOOP in v for v in variants.values()) else None
     db, work = BenchDatabase(), scratch_dir()
     load = LoadSettings(threads=1, connections=16, duration_s=args.seconds, warmup_s=2)
     results: dict[str, dict[str, list[float]]] = {name: {s: [] for s in scenarios} for name in variants}
@@ -91,8 +95,6 @@ def measure_main(argv: list[str]) -> int:
             argv_ = [sys.executable, "-m", "bench.whatif", "serve", str(project), "--port", str(port),
                      "--variant", variant]
             env = {**base_env(), "DATABASE_URL": dsn}
-            if UVLOOP in variant.split(","):
-                env["PYTHONPATH"] = str(extras)
             process = ManagedProcess(argv_, cwd=REPO, env=env, log_path=work / "whatif.log").start()
             base = f"http://127.0.0.1:{port}"
             wait_ready(f"{base}/hello", process)

@@ -41,7 +41,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="Project folder.")] = Pat
         no_tracing: Annotated[bool, typer.Option("--no-tracing", help="Do not record spans and logs.")] = False,
         ) -> None:
     """Run the project locally: gateway on 127.0.0.1, warm Deno workers, hot reload."""
-    from functions.local.devserver import serve
+    from functions.local.devserver import run
 
     try:
         load_project(directory)
@@ -50,8 +50,7 @@ def dev(directory: Annotated[Path, typer.Argument(help="Project folder.")] = Pat
         for problem in exc.problems:
             err_console.print(f"  {problem}")
         raise typer.Exit(1) from None
-    code = asyncio.run(serve(directory.resolve(), port=port, watch=not no_watch,
-                             tracing=False if no_tracing else None, out=_line))
+    code = run(directory.resolve(), port=port, watch=not no_watch, tracing=False if no_tracing else None, out=_line)
     raise typer.Exit(code)
 
 

@@ -4,6 +4,9 @@ Uvicorn serves the local gateway. Its own signal capture re-raises the signal
 after shutdown, which would cut our cleanup short, so :class:`_Server` replaces
 it with handlers that only ask the server to exit; the stack (workers, embedded
 Postgres, queue dispatcher) is then stopped in order and nothing is left running.
+
+:func:`run` drives it on uvloop with uvicorn's httptools parser: the gateway's event loop is the
+dev server's bottleneck (bench/PROFILE.md), and both cut its per-request cost against asyncio + h11.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+import uvloop
 
 from functions.local.stack import LocalStack
 from functions.shared.errors import FluxError
@@ -44,6 +48,12 @@ class _Server(uvicorn.Server):
         if self.should_exit:
             self.force_exit = True
         self.should_exit = True
+
+
+def run(project_dir: Path, **options: Any) -> int:
+    """:func:`serve` on a uvloop event loop (what ``flux dev`` runs)."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(serve(project_dir, **options))
 
 
 async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000, watch: bool = True,
@@ -72,7 +82,9 @@ async def serve(project_dir: Path, *, host: str = "127.0.0.1", port: int = 4000,
         raise
     # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 (every local
     # client) as the client address; the gateway reads it only from gateway.trusted_proxies.
-    server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, log_level="warning", lifespan="off",
+    # http="httptools": the C parser (h11, uvicorn's pure-Python fallback, showed in the profile).
+    server = _Server(uvicorn.Config(stack.gateway, host=host, port=port, http="httptools", log_level="warning",
+                                    lifespan="off",
                                     access_log=False, timeout_graceful_shutdown=5, proxy_headers=False,
                                     forwarded_allow_ips=""))
     watcher: asyncio.Task[None] | None = None

@@ -20,6 +20,7 @@ from functions.observability.buffered import BufferedSink
 from functions.observability.sqlite_store import SqliteSpanStore
 from functions.runtime.host import Runtime, RuntimeOptions, Services
 from functions.runtime.local_secrets import SqliteSecretsStore
+from functions.runtime.pool import PoolPolicy
 from functions.shared.manifest import Project, load_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
 
@@ -63,9 +64,15 @@ class StatePaths:
         return self.root / "dev.json"
 
 
+# flux dev runs every function of a project on one machine: pools grow only when a busy worker does not
+# come back within 10 ms, surplus workers are retired after 5 s idle and the last one after 30 s.
+LOCAL_POOL_POLICY = PoolPolicy(grow_after_s=0.01, surplus_idle_s=5.0, idle_s=30.0)
+
+
 class LocalStack:
     def __init__(self, project_root: str | Path, *, tracing: bool | None = None, min_warm: int = 1,
-                 max_workers: int = 4, on_request: Callable[[dict[str, Any]], None] | None = None,
+                 max_workers: int = 4, pool_policy: PoolPolicy = LOCAL_POOL_POLICY,
+                 on_request: Callable[[dict[str, Any]], None] | None = None,
                  use_database: bool = True, database_url: str | None = None,
                  out: Callable[[str], None] | None = None,
                  on_job: Callable[[dict[str, Any]], None] | None = None) -> None:
@@ -80,7 +87,7 @@ class LocalStack:
         self.services = Services(secrets=self.secrets)
         self.runtime = Runtime(self.project, services=self.services,
                                options=RuntimeOptions(state_dir=self.paths.root, min_warm=min_warm,
-                                                      max_workers=max_workers))
+                                                      max_workers=max_workers, pool_policy=pool_policy))
         self.on_job = on_job
         self.queue, self.dispatcher = self._queue(self.project)
         self.pipeline = HttpPipeline(self.project, self.runtime, sink=self.sink, on_complete=on_request,

@@ -3,20 +3,26 @@
 The thread batches what arrived, writes through the inner sink, and on failure
 retries with backoff a few times before dropping the batch with a log line:
 a span store outage is logged and retried, never propagated (DESIGN §7).
+
+A write on the request path is a ``deque.append`` (atomic under the GIL) and, only
+when the writer is asleep, one ``Event.set``: no lock is taken and no thread is
+woken per record (a ``queue.Queue`` took two locks and a notify for each of the
+three writes of every request). The writer clears its wake-up event before it
+drains the deque, so a record appended during a drain is either taken by it or
+sets the event again; none is left behind.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 
 from functions.shared.spans import LogRecord, Span, SpanSink
 
 _log = logging.getLogger("flux.spans")
-_STOP = object()
 
 
 class BufferedSink(SpanSink):
@@ -31,12 +37,19 @@ class BufferedSink(SpanSink):
         self.linger_s = linger_s
         self._stopping = threading.Event()
         self._hurry = threading.Event()  # set by flush() and close(): stop lingering, write now
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=max_pending)
+        self._wake = threading.Event()   # set by the first record the writer has not seen yet
+        self._items: deque[tuple[str, list]] = deque()
+        self._writing = False            # the writer holds records taken from the deque
+        self.max_pending = max_pending
         self._idle = threading.Condition()
-        self._pending = 0
-        self.dropped = 0
+        self._refused = 0                # dropped because the buffer was full (request threads)
+        self._failed = 0                 # dropped by the writer (store refused or down)
         self._thread = threading.Thread(target=self._run, name="flux-span-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return self._refused + self._failed
 
     def write_spans(self, spans: Sequence[Span]) -> None:
         self._put(("spans", list(spans)))
@@ -47,49 +60,49 @@ class BufferedSink(SpanSink):
     def _put(self, item: tuple[str, list]) -> None:
         if not item[1]:
             return
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            with self._idle:
-                self._pending -= 1
-                self.dropped += len(item[1])
+        if len(self._items) >= self.max_pending:
+            with self._idle:  # rare: a lock only to count the drop exactly
+                self._refused += len(item[1])
             _log.warning("span buffer full; %d records dropped", len(item[1]))
+            return
+        self._items.append(item)
+        if not self._wake.is_set():
+            self._wake.set()
 
     def flush(self, timeout: float = 10.0) -> None:
         self._hurry.set()
+        self._wake.set()
         deadline = time.monotonic() + timeout
         with self._idle:
-            while self._pending and time.monotonic() < deadline:
-                self._idle.wait(timeout=max(0.0, deadline - time.monotonic()))
+            while (self._items or self._writing) and time.monotonic() < deadline:
+                self._idle.wait(timeout=min(0.05, max(0.0, deadline - time.monotonic())))
 
     def close(self) -> None:
         self._stopping.set()
-        self._hurry.set()
         self.flush()
-        self._queue.put(_STOP)
+        self._wake.set()
         self._thread.join(timeout=5)
         self.inner.close()
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            if self.linger_s > 0 and not self._hurry.is_set() and self._queue.qsize() < self.max_batch:
+            self._wake.wait()
+            if self.linger_s > 0 and not self._hurry.is_set() and len(self._items) < self.max_batch:
                 self._hurry.wait(self.linger_s)
-            batch = [first]
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    self._write(batch)
-                    return
-                batch.append(item)
-            self._write(batch)
+            self._wake.clear()
+            while self._items:
+                self._writing = True
+                batch: list[object] = []
+                while self._items and len(batch) < self.max_batch:
+                    batch.append(self._items.popleft())
+                self._write(batch)
+            with self._idle:
+                self._writing = False
+                if not self._items and not self._stopping.is_set():
+                    self._hurry.clear()
+                self._idle.notify_all()
+            if self._stopping.is_set() and not self._items:
+                return
 
     def _write(self, batch: list[object]) -> None:
         spans: list[Span] = []
@@ -110,7 +123,7 @@ class BufferedSink(SpanSink):
                 # The store refused the records themselves (it already kept every other record of the batch):
                 # retrying cannot help. Drop the kind that failed and go on with the other.
                 failed = spans if spans else logs
-                self.dropped += len(failed)
+                self._failed += len(failed)
                 _log.exception("span store refused %d records", len(failed))
                 if spans:
                     spans = []
@@ -119,13 +132,8 @@ class BufferedSink(SpanSink):
                 break
             except Exception:  # noqa: BLE001 - any store failure is retried, then dropped
                 if attempt == self.retries:
-                    self.dropped += len(spans) + len(logs)
+                    self._failed += len(spans) + len(logs)
                     _log.exception("span store unavailable; dropped %d spans and %d logs", len(spans), len(logs))
                     break
                 time.sleep(self.retry_base_s * (2 ** attempt))
                 attempt += 1
-        with self._idle:
-            self._pending -= len(batch)
-            if self._pending == 0 and not self._stopping.is_set():
-                self._hurry.clear()
-            self._idle.notify_all()

@@ -32,7 +32,7 @@ from typing import Any
 from functions.gateway.validation import validate_input
 from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded, InvokeNotDeclared, PushNotDeclared
 from functions.runtime.guard import Budget, GuardedSink
-from functions.runtime.pool import WorkerPool
+from functions.runtime.pool import PoolPolicy, WorkerPool
 from functions.runtime.ports import DbService, QueueService
 from functions.runtime.sandbox import deno_executable, isolation, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
@@ -81,6 +81,8 @@ class RuntimeOptions:
     # Functions whose pools are kept warm; None means all. A runtime Lambda warms only its own.
     warm_functions: frozenset[str] | None = None
     deno_dir: Path | None = None
+    # How pools grow and shrink: by default at once and never (a Lambda serves one function).
+    pool_policy: PoolPolicy = field(default_factory=PoolPolicy)
 
 
 @dataclass
@@ -138,7 +140,8 @@ class Runtime:
             min_warm = self.options.min_warm if warm is None or name in warm else 0
             self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=min_warm,
                                            max_workers=min(self.options.max_workers, spec.config.concurrency),
-                                           acquire_timeout_s=spec.config.timeout_ms / 1000)
+                                           acquire_timeout_s=spec.config.timeout_ms / 1000,
+                                           policy=self.options.pool_policy)
 
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:

@@ -1,4 +1,4 @@
-"""The benchmark's three endpoints as a Chalice app, served by ``chalice local`` (the closest Python peer).
+"""The benchmark's four endpoints as a Chalice app, served by ``chalice local`` (the closest Python peer).
 
     BENCH_DSN=postgresql://... chalice local --no-autoreload --host 127.0.0.1 --port 8002
 
@@ -9,8 +9,9 @@ connections, as the Flux Data Engine) across its threads.
 import os
 from decimal import Decimal
 
-from chalice import Chalice
+from chalice import Chalice, NotFoundError
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 app = Chalice(app_name="bench")
@@ -44,3 +45,20 @@ def select_items():
     with pool.connection() as conn:
         rows = conn.execute(f"SELECT {COLUMNS} FROM items WHERE category = %s LIMIT 20", (category,)).fetchall()
     return {"items": [_jsonable(r) for r in rows]}
+
+
+@app.route("/orders", methods=["POST"])
+def place_order():
+    body = app.current_request.json_body or {}
+    item_id, quantity = body.get("item_id"), body.get("quantity")
+    with pool.connection() as conn, conn.transaction():
+        item = conn.execute("SELECT id, name, price FROM items WHERE id = %s", (item_id,)).fetchone()
+        if item is None:
+            raise NotFoundError("no such item")
+        recent = conn.execute("SELECT id, quantity, created_at FROM orders WHERE item_id = %s ORDER BY id DESC LIMIT 5",
+                              (item_id,)).fetchall()
+        placed = conn.execute("INSERT INTO orders (item_id, quantity) VALUES (%s, %s) "
+                              "RETURNING id, item_id, quantity, created_at", (item_id, quantity)).fetchone()
+        conn.execute("INSERT INTO outbox (kind, payload) VALUES ('order_placed', %s)",
+                     (Jsonb({"order_id": placed["id"]}),))
+    return {"item": {**_jsonable(item), "orders": [_jsonable(r) for r in recent]}, "order": _jsonable(placed)}

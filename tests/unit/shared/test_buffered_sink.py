@@ -179,3 +179,26 @@ def test_close_flushes_and_closes_inner() -> None:
     sink.close()
     assert len(inner.spans) == 2
     assert inner.closed is True
+
+
+def test_records_written_from_many_threads_all_arrive_in_each_threads_order(sinks: list[BufferedSink]) -> None:
+    """The request path appends to a deque without a lock: nothing may be lost or reordered per writer,
+    also while the writer thread is draining (a short linger makes it drain often)."""
+    inner = MemorySink()
+    sink = buffered(sinks, inner, linger_s=0.001, max_batch=50)
+
+    def write(offset: int) -> None:
+        for i in range(2000):
+            sink.write_spans(spans(1, start=offset + i))
+
+    threads = [threading.Thread(target=write, args=(n * 10_000,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sink.flush()
+    seen = [s.start_us for s in inner.spans]
+    assert len(seen) == 8000 and sink.dropped == 0
+    for n in range(4):
+        mine = [x for x in seen if n * 10_000 <= x < (n + 1) * 10_000]
+        assert mine == list(range(n * 10_000, n * 10_000 + 2000))

@@ -176,3 +176,16 @@ def test_a_custom_span_marked_root_is_not_a_request_row(store: SqliteSpanStore) 
     fake = Span(T2, "c" * 16, "d" * 16, "custom", "GET /fake", 200, 1, "ok", {"root": True})
     store.write_spans([r1, fake])
     assert [s.trace_id for s in store.list_traces()] == [T1]
+
+
+def test_attributes_keep_every_character_and_lose_only_lone_surrogates(store: SqliteSpanStore) -> None:
+    """The attrs encoding skips the surrogate walk when json.dumps shows none: a pair (an emoji) is kept,
+    a lone one in a value or a key becomes U+FFFD, a literal backslash-u text is kept as written."""
+    attrs = {"emoji": "ok \U0001f600", "lone": "x\udc00", "k\ud800": 1, "text": "\\ud800 is not one", "n": [1, 2.5]}
+    store.write_spans([Span(T1, "e" * 16, None, "gateway", "GET /e", 100, 1, "ok", attrs)])
+    [span] = store.get_trace(T1)
+    assert span.attrs == {"emoji": "ok \U0001f600", "lone": "x\ufffd", "k\ufffd": 1, "text": "\\ud800 is not one",
+                          "n": [1, 2.5]}
+    plain = {"function": "f", "http.status": 200, "cold": False, "note": "é ü 中"}
+    store.write_spans([Span(T2, "f" * 16, None, "gateway", "GET /p", 200, 1, "ok", plain)])
+    assert store.get_trace(T2)[0].attrs == plain

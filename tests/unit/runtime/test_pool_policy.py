@@ -1,0 +1,99 @@
+"""WorkerPool growth and shrinking under a PoolPolicy, with fake workers (no Deno): the flux dev policy
+retires idle workers and cold-starts the next one; the default (Lambda) policy grows at once and keeps them."""
+
+from __future__ import annotations
+
+import asyncio
+
+from functions.runtime.pool import PoolPolicy, WorkerPool
+
+
+class FakeWorker:
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.alive = False
+        self.killed = False
+
+    async def start(self) -> None:
+        self.alive = True
+
+    async def kill(self) -> None:
+        self.alive, self.killed = False, True
+
+
+def _pool(policy: PoolPolicy | None, *, max_workers: int = 4) -> tuple[WorkerPool, list[FakeWorker]]:
+    made: list[FakeWorker] = []
+
+    def factory() -> FakeWorker:
+        made.append(FakeWorker(len(made)))
+        return made[-1]
+
+    return WorkerPool("f", factory, min_warm=1, max_workers=max_workers, acquire_timeout_s=2.0,  # type: ignore[arg-type]
+                      policy=policy), made
+
+
+def test_idle_workers_are_retired_to_zero_and_the_next_request_cold_starts() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(PoolPolicy(surplus_idle_s=0.1, idle_s=0.4))
+        await pool.warm()
+        (a, cold_a), (b, cold_b) = await pool.acquire(), await pool.acquire()
+        assert (cold_a, cold_b) == (False, True) and pool.size == 2
+        await pool.release(a)
+        await pool.release(b)
+        await asyncio.sleep(0.25)
+        assert pool.size == 1 and a.killed and not b.killed  # the surplus (oldest idle) one went first
+        await asyncio.sleep(0.4)
+        assert pool.size == 0 and b.killed and pool.retired == 2
+        worker, cold = await pool.acquire()
+        assert cold and worker is made[-1] and len(made) == 3
+        await pool.release(worker)
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_worker_is_not_retired() -> None:
+    async def scenario() -> None:
+        pool, _ = _pool(PoolPolicy(surplus_idle_s=0.05, idle_s=0.05))
+        await pool.warm()
+        worker, _ = await pool.acquire()
+        await asyncio.sleep(0.2)
+        assert pool.size == 1 and not worker.killed
+        await pool.release(worker)
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_busy_pool_waits_grow_after_s_for_a_released_worker_before_starting_one() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(PoolPolicy(grow_after_s=0.3))
+        await pool.warm()
+        first, _ = await pool.acquire()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: asyncio.ensure_future(pool.release(first)))
+        again, cold = await pool.acquire()
+        assert again is first and not cold and len(made) == 1
+        started = loop.time()
+        second, cold = await pool.acquire()   # nobody releases: a new worker after grow_after_s
+        assert cold and second is made[-1] and len(made) == 2
+        assert loop.time() - started >= 0.29
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_default_policy_grows_at_once_and_never_retires() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(None)
+        await pool.warm()
+        first, _ = await pool.acquire()
+        second, cold = await pool.acquire()
+        assert cold and len(made) == 2
+        await pool.release(first)
+        await pool.release(second)
+        await asyncio.sleep(0.2)
+        assert pool.size == 2 and not any(w.killed for w in made) and pool.retired == 0
+        await pool.close()
+
+    asyncio.run(scenario())
