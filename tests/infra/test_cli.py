@@ -156,7 +156,7 @@ def test_destroy_deletes_the_stack_and_reports_a_missing_one() -> None:
     stack = {"StackName": "flux-shop-dev", "CreationTime": "2024-01-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE"}
 
     class Session:
-        def client(self, service, region_name):
+        def client(self, service, region_name, config=None):
             assert (service, region_name) == ("cloudformation", "us-east-1")
             return client
 
@@ -187,7 +187,7 @@ def _lambda_settings(limit: int, unreserved: int):
     stubber.activate()
 
     class Session:
-        def client(self, service: str, region_name: str | None = None):
+        def client(self, service: str, region_name: str | None = None, config=None):
             assert (service, region_name) == ("lambda", "eu-west-1")
             return client
 
@@ -222,7 +222,7 @@ def test_preflight_concurrency_is_skipped_when_the_settings_cannot_be_read() -> 
     stubber.activate()
 
     class Session:
-        def client(self, service: str, region_name: str | None = None):
+        def client(self, service: str, region_name: str | None = None, config=None):
             return client
 
     assert check_concurrency(Identity("1", "arn", "eu-west-1"), 50, Session) is None
