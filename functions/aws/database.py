@@ -81,7 +81,7 @@ def dsn_from_secret(secret: str, env: Mapping[str, str]) -> str:
     return make_conninfo(host=str(host), port=str(port),
                          dbname=str(data.get("dbname") or data.get("database") or "postgres"),
                          user=str(data["username"]), password=str(data["password"]),
-                         sslmode=env.get(names.DATABASE_SSLMODE) or "require")
+                         sslmode=env.get(names.DATABASE_SSLMODE) or data.get("sslmode") or "require")
 
 
 def dsn_from_environment(env: Mapping[str, str], *, secrets_client: Any = None) -> str:
@@ -147,8 +147,8 @@ def publish_connection(env: Mapping[str, str], owner_dsn: str, document: dict[st
     parts = conninfo_to_dict(owner_dsn)
     wanted = {"host": parts.get("host"), "port": int(parts.get("port") or 5432),
               "dbname": parts.get("dbname") or "postgres"}
-    if parts.get("sslmode"):
-        wanted["sslmode"] = parts["sslmode"]
+    # The application role connects with the owner's TLS setting; a URL that names none gets libpq's default.
+    wanted["sslmode"] = parts.get("sslmode") or "prefer"
     if all(document.get(key) == value for key, value in wanted.items()):
         return False
     if secrets_client is None:

@@ -188,7 +188,8 @@ def test_provisioned_database_is_aurora_serverless_behind_a_tls_proxy(full: Synt
     })
     full.template.has_resource_properties("AWS::RDS::DBProxy", {"EngineFamily": "POSTGRESQL", "RequireTLS": True,
                                                                  "DBProxyName": "flux-fullshop-dev-proxy"})
-    full.template.resource_count_is("AWS::SecretsManager::Secret", 1)
+    # The master user's (migrations) and the application role's (user code): nothing else is generated.
+    full.template.resource_count_is("AWS::SecretsManager::Secret", 2)
 
 
 def test_outputs(shop: Synthesized, full: Synthesized) -> None:
@@ -216,9 +217,12 @@ def test_database_from_a_url_or_an_existing_secret(tmp_path, placeholder_cache) 
     synth = synthesize(url_project, tmp_path / "out-url", placeholder_cache)
     assert synth.raw["Parameters"]["DatabaseUrl"]["NoEcho"] is True
     assert "db.example.com" not in synth.path.read_text()  # the URL is a deploy-time parameter, not template text
-    (secret_id,) = synth.resources("AWS::SecretsManager::Secret")
-    assert "DatabaseUrl" in json.dumps(synth.raw["Resources"][secret_id]["Properties"]["SecretString"])
-    assert lambda_env(synth, "hello")["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == {"Ref": secret_id}
+    secrets = synth.resources("AWS::SecretsManager::Secret")
+    (url_id,) = [sid for sid, body in secrets.items() if "DatabaseUrl" in json.dumps(body["Properties"])]
+    (app_id,) = set(secrets) - {url_id}
+    assert "GenerateSecretString" in secrets[app_id]["Properties"]
+    # User code logs in as the application role; only the engine (migrations) sees the URL's owner.
+    assert lambda_env(synth, "hello")["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == {"Ref": app_id}
     assert "VpcConfig" not in lambda_env(synth, "hello")
     assert AwsSolutionsChecks(synth.built.app).validate_scope(synth.built.stack).success
 
@@ -226,8 +230,8 @@ def test_database_from_a_url_or_an_existing_secret(tmp_path, placeholder_cache) 
     arn_project = write_project(tmp_path / "arn", {
         "flux.json": {"name": "arnshop", "database": {"secret_arn": arn}}, "functions": {"hello": {}}})
     synth = synthesize(arn_project, tmp_path / "out-arn", placeholder_cache)
-    assert synth.resources("AWS::SecretsManager::Secret") == {}
-    assert lambda_env(synth, "hello")["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == arn
+    (app_id,) = synth.resources("AWS::SecretsManager::Secret")  # the application role's; the owner's is the user's
+    assert lambda_env(synth, "hello")["Environment"]["Variables"]["DATABASE_SECRET_ARN"] == {"Ref": app_id}
     assert arn in synth.path.read_text()
     synth.template.resource_count_is("AWS::Lambda::Function", 4)  # hello, authorizer, observability, engine
     assert AwsSolutionsChecks(synth.built.app).validate_scope(synth.built.stack).success

@@ -89,6 +89,21 @@ def test_publish_writes_the_address_but_never_the_owner_credentials_and_only_onc
                                   secrets_client=client)
 
 
+def test_the_application_role_connects_with_the_owners_tls_setting() -> None:
+    """A database.url without sslmode: the owner connects with libpq's default (prefer), so must the app role
+    (requiring TLS there made every query of a url-mode stack wait 5 s and answer 503)."""
+    env = {names.DATABASE_APP_SECRET_ARN: APP_ARN}
+    client = FakeSecrets({APP_ARN: json.dumps(APP_SECRET)})
+    assert publish_connection(env, "postgresql://admin:pw@10.0.0.5:5432/shop", dict(APP_SECRET),
+                              secrets_client=client)
+    written = json.loads(client.put[0][1])
+    assert written["sslmode"] == "prefer"
+    assert "sslmode=prefer" in dsn_from_secret(json.dumps(written), {})
+    # Without a published setting the runtime requires TLS; an operator's DATABASE_SSLMODE wins over both
+    assert "sslmode=require" in dsn_from_secret(json.dumps({**APP_SECRET, "host": "h"}), {})
+    assert "sslmode=verify-full" in dsn_from_secret(json.dumps(written), {names.DATABASE_SSLMODE: "verify-full"})
+
+
 def test_the_runtime_builds_its_dsn_from_the_application_secret() -> None:
     dsn = dsn_from_secret(json.dumps({**APP_SECRET, "dbname": "shop"}),
                           {names.DATABASE_HOST: "proxy.example", names.DATABASE_PORT: "6543"})
