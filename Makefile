@@ -12,12 +12,13 @@ STAMP := $(VENV)/.flux-installed
 # uv installs the pinned lock into the venv several times faster than pip (a cold set-up: ~1 min instead of ~2.5).
 UV_PIN := uv==0.13.9
 UV_INSTALL := $(BIN)/uv pip install --python $(BIN)/python
+CHECKOV := .venv-checkov/.flux-installed
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup dev test test-fast test-deployed lint bench bench-quick browser clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CHECKOV)
 
 $(STAMP): requirements.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Flux needs Python 3.11, found " + sys.version' 
@@ -27,6 +28,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV_INSTALL) --quiet --no-deps -e .
 	$(BIN)/deno --version | head -1
 	touch $(STAMP)
+
+# checkov (tests/infra/test_lint.py) in a venv of its own: its dependencies must not move requirements.lock's pins.
+$(CHECKOV): requirements-checkov.lock $(STAMP)
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	$(BIN)/uv pip install --python .venv-checkov/bin/python --quiet --no-deps -r requirements-checkov.lock
+	touch $(CHECKOV)
 
 # The dashboard tests drive Debian's chromium at exactly this path (they skip, saying so, without it).
 # Installed with apt-get as root, or through passwordless sudo; otherwise make test goes on without it.
@@ -69,4 +76,4 @@ bench-quick: setup
 	$(BIN)/python -m bench.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache examples/*/.flux cdk.out
+	rm -rf $(VENV) .venv-checkov .pytest_cache .ruff_cache examples/*/.flux cdk.out

@@ -9,7 +9,8 @@ Inputs, first found wins:
   (a one-file stand-in that only infra unit tests use).
 
 Every synth runs cdk-nag's AwsSolutions checks; the suppressions, each with its
-reason, live in infra/nag.py.
+reason, live in infra/nag.py. The checkov findings Flux accepts are written into the
+template as metadata by infra/checkov.py (checkov itself runs in the infra tests).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 import aws_cdk as cdk
 
 from functions.shared.manifest import load_project
+from infra.checkov import apply_checkov
 from infra.nag import apply_nag
 from infra.plan import StackPlan, plan_stack
 from infra.stack import FluxStack, StackOptions
@@ -48,6 +50,7 @@ def build_app(project_dir: str | Path, options: StackOptions, *, outdir: str | P
         app = cdk.App(outdir=str(outdir) if outdir is not None else None, context=context or None)
     stack = FluxStack(app, plan.stack_name, project=project, plan=plan, options=options)
     apply_nag(app, stack)
+    apply_checkov(stack)
     return BuiltApp(app, stack, plan)
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from functions.shared.aws_clients import session_client
+from infra.always_on import AlwaysOn, always_on, monthly_floor
 from infra.errors import InfraError
 from infra.plan import StackPlan
 
@@ -34,6 +36,7 @@ class SynthResult:
     plan: StackPlan
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    always_on: list[AlwaysOn] = field(default_factory=list)  # what the stage costs idle (infra/always_on.py)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,9 @@ class SynthResult:
                         "visibility_timeout_s": f.queue.visibility_timeout_s}
                        for f in self.plan.functions if f.queue is not None],
             "database": self.plan.database.mode,
+            "profile": self.plan.profile.name,
+            "always_on": [row.as_dict() for row in self.always_on],
+            "always_on_monthly_usd": monthly_floor(self.always_on),
             "warnings": self.warnings,
         }
 
@@ -74,7 +80,8 @@ def synthesize(project_dir: str | Path, *, stage: str = "dev", outdir: str | Pat
             raise SynthFailed(f"cdk-nag found unacknowledged problems; see {report}") from None
         raise SynthFailed(f"synth failed: {exc}") from None
     template = outdir / f"{built.plan.stack_name}.template.json"
-    return SynthResult(template, outdir, built.plan, time.perf_counter() - started, built.plan.warnings())
+    return SynthResult(template, outdir, built.plan, time.perf_counter() - started, built.plan.warnings(),
+                       always_on(json.loads(template.read_text(encoding="utf-8"))))
 
 
 def cdk_command(which: Callable[[str], str | None] = shutil.which) -> list[str]:
@@ -135,7 +142,8 @@ def destroy(stack_name: str, *, region: str, session_factory: Callable[[], Any] 
         import boto3
 
         session_factory = boto3.session.Session
-    client = session_factory().client("cloudformation", region_name=region)
+    # CloudFormation's delete waiter polls for minutes; each call still fails fast.
+    client = session_client(session_factory(), "cloudformation", region=region)
     try:
         client.describe_stacks(StackName=stack_name)
     except ClientError as exc:

@@ -69,6 +69,13 @@ def acknowledge_findings(stack: FluxStack) -> None:
          "$default only answers Flux's 404 body (route_not_found with a request id) for paths that match no "
          "function; nothing behind it reads or changes data.")
 
+    if not plan.profile.pitr_everywhere:
+        for table in (stack.tables.spans, stack.tables.rate_limits):
+            _ack(table, "AwsSolutions-DDB3",
+                 f"stage {plan.stage!r} has the dev profile: spans expire by TTL and rate-limit buckets refill, so a "
+                 "point-in-time restore of them recovers nothing a user needs; the API-key and job tables keep PITR, "
+                 "and prod-profile stages have it on every table (infra/profile.py).")
+
     database = stack.database
     if database.cluster is not None:
         if not plan.retain_data:

@@ -38,6 +38,7 @@ from typing import Literal
 
 from functions.shared.manifest import DEFAULT_CONCURRENCY, FunctionSpec, Project, route_key
 from infra.errors import InfraError
+from infra.profile import StageProfile, stage_profile
 
 AuthorizerKind = Literal["none", "request"]
 
@@ -149,6 +150,7 @@ class StackPlan:
     slow_query_ms: int
     n_plus_one_threshold: int
     jwt_secret_name: str | None
+    profile: StageProfile
 
     @property
     def reserved_concurrency(self) -> int:
@@ -166,6 +168,12 @@ class StackPlan:
         return rds_name(f"{self.stack_name}-proxy")
 
     @property
+    def cluster_name(self) -> str:
+        """Fixed, so the Aurora log group (``/aws/rds/cluster/<name>/postgresql``) can be made with a retention
+        before the cluster exports to it."""
+        return rds_name(f"{self.stack_name}-db")
+
+    @property
     def secrets_prefix(self) -> str:
         return f"flux/{self.project}/{self.stage}/"
 
@@ -180,8 +188,8 @@ class StackPlan:
 
     @property
     def retain_data(self) -> bool:
-        """Production keeps its tables and database when the stack is deleted; other stages clean up."""
-        return self.stage == "prod"
+        """A prod-profile stage keeps its tables and database when the stack is deleted; others clean up."""
+        return self.profile.retain
 
     def warnings(self) -> list[str]:
         notes = []
@@ -307,6 +315,7 @@ def plan_stack(project: Project, stage: str) -> StackPlan:
                          f"move function(s) {', '.join(sorted(reserved))}")
     config = project.config
     jwt = config.auth.jwt
+    needs_internet = any(spec.config.allow_net for spec in project.functions.values())
     return StackPlan(
         project=config.name, stage=stage,
         functions=tuple(function_plan(spec, project.functions)
@@ -318,4 +327,6 @@ def plan_stack(project: Project, stage: str) -> StackPlan:
         slow_query_ms=config.observability.slow_query_ms,
         n_plus_one_threshold=config.observability.n_plus_one_threshold,
         jwt_secret_name=jwt.secret_name if jwt is not None else None,
+        profile=stage_profile(config, stage, needs_internet=needs_internet,
+                              retention_days=config.observability.retention_days),
     )

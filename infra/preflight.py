@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from functions.shared.aws_clients import session_client
 from infra.errors import InfraError
 from infra.plan import UNRESERVED_MINIMUM
 
@@ -74,7 +75,7 @@ def check_identity(session_factory: Callable[[], Any] = _default_session) -> Ide
     if problems:
         raise PreflightFailed(problems)
     try:
-        identity = session.client("sts", region_name=region).get_caller_identity()
+        identity = session_client(session, "sts", region=region).get_caller_identity()
     except botocore_errors.ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         if code in _EXPIRED:
@@ -100,7 +101,7 @@ def check_bootstrap(identity: Identity, session_factory: Callable[[], Any] = _de
     """True when the CDK bootstrap stack's version parameter exists; None when we may not read it."""
     from botocore import exceptions as botocore_errors
 
-    client = session_factory().client("ssm", region_name=identity.region)
+    client = session_client(session_factory(), "ssm", region=identity.region)
     try:
         client.get_parameter(Name=BOOTSTRAP_PARAMETER)
     except botocore_errors.ClientError as exc:
@@ -152,7 +153,7 @@ def check_concurrency(identity: Identity, reserving: int,
     when we may not read the account settings (the deployment then finds out itself)."""
     from botocore import exceptions as botocore_errors
 
-    client = session_factory().client("lambda", region_name=identity.region)
+    client = session_client(session_factory(), "lambda", region=identity.region)
     try:
         limits = client.get_account_settings()["AccountLimit"]
     except (botocore_errors.ClientError, botocore_errors.EndpointConnectionError, KeyError):

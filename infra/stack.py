@@ -54,10 +54,12 @@ class FluxStack(Stack):
         removal = RemovalPolicy.RETAIN if plan.retain_data else RemovalPolicy.DESTROY
         code = self._code_assets(project, options)
 
-        self.tables = FluxTables(self, "Tables", removal_policy=removal, with_jobs=bool(plan.async_functions))
+        self.tables = FluxTables(self, "Tables", removal_policy=removal, with_jobs=bool(plan.async_functions),
+                                 pitr_everywhere=plan.profile.pitr_everywhere)
         self.secrets = ProjectSecrets(self, "Secrets", prefix=plan.secrets_prefix)
         self.database = FluxDatabase(self, "Database", plan=plan.database, project=plan.project,
-                                     retain=plan.retain_data, proxy_name=plan.proxy_name)
+                                     profile=plan.profile, proxy_name=plan.proxy_name,
+                                     cluster_name=plan.cluster_name)
         self.queues = FunctionQueues(self, "Queues", functions=plan.functions, removal_policy=removal)
         self.runtime = RuntimeFunctions(self, "Runtime", plan=plan, code=code, tables=self.tables,
                                         queues=self.queues, database=self.database, secrets=self.secrets,

@@ -65,8 +65,22 @@ def _print_summary(result) -> None:
         kind = "FIFO" if queue["fifo"] else "standard"
         console.print(f"  queue {queue['function']}: {kind}, maxReceiveCount {queue['max_receive_count']}, "
                       f"visibility {queue['visibility_timeout_s']} s", soft_wrap=True)
+    _print_always_on(summary)
     for warning in summary["warnings"]:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+
+
+def _print_always_on(summary: dict) -> None:
+    """What the stage costs while idle, so leaving it running is a decision (infra/always_on.py)."""
+    from rich.table import Table
+
+    table = Table(title=f"always on ({summary['profile']} profile): ~${summary['always_on_monthly_usd']:.2f}/month "
+                        "floor, us-east-1 list prices", title_justify="left")
+    for column in ("resource", "count", "why", "$/month"):
+        table.add_column(column, justify="right" if column in ("count", "$/month") else "left")
+    for row in summary["always_on"]:
+        table.add_row(row["resource"], str(row["count"]), row["why"], f"{row['monthly_usd']:.2f}")
+    console.print(table)
 
 
 def synth_cmd(directory: Directory = Path("."), stage: Stage = "dev", out: OutDir = Path("cdk.out"),

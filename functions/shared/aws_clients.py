@@ -19,12 +19,26 @@ MAX_ATTEMPTS = 3
 LONG_READ_TIMEOUT_S = 305
 
 
+def config(*, read_timeout_s: float = READ_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS) -> Any:
+    """The botocore ``Config`` every Flux client uses: short connect/read timeouts, a bounded retry budget."""
+    from botocore.config import Config
+
+    return Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout_s,
+                  retries={"max_attempts": max_attempts, "mode": "standard"})
+
+
 def client(service: str, *, read_timeout_s: float = READ_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS,
            region: str | None = None) -> Any:
     """A boto3 client for ``service`` with Flux's timeouts and retry budget."""
     import boto3
-    from botocore.config import Config
 
-    config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout_s,
-                    retries={"max_attempts": max_attempts, "mode": "standard"})
-    return boto3.client(service, config=config, region_name=region)
+    return boto3.client(service, config=config(read_timeout_s=read_timeout_s, max_attempts=max_attempts),
+                        region_name=region)
+
+
+def session_client(session: Any, service: str, *, region: str | None = None,
+                   read_timeout_s: float = READ_TIMEOUT_S, max_attempts: int = MAX_ATTEMPTS) -> Any:
+    """The same, from an explicit ``boto3.session.Session`` (the CLI's preflight and deploy use the caller's
+    profile and region)."""
+    return session.client(service, region_name=region,
+                          config=config(read_timeout_s=read_timeout_s, max_attempts=max_attempts))

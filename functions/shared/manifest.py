@@ -276,6 +276,8 @@ class Database(_Model):
     # The role user code connects as (DML rights only, maintained by every migrate); false: run user code
     # as the migrating user, for a database where that user may not create roles.
     app_role: str | bool = "flux_app"
+    # An RDS Proxy in front of a provisioned cluster; None: the stage profile decides (on in prod, off in dev).
+    proxy: bool | None = None
 
     @field_validator("app_role")
     @classmethod
@@ -322,6 +324,14 @@ def _check_secret_names(value: list[str] | None) -> list[str] | None:
     return value
 
 
+STAGE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,19}$")
+
+
+class StageSettings(_Model):
+    """One stage's settings: ``profile`` chooses the always-on resources (infra/profile.py says which)."""
+    profile: Literal["dev", "prod"]
+
+
 class Limits(_Model):
     max_body_bytes: int = Field(1_048_576, ge=1, le=10 * 1_048_576)
 
@@ -338,6 +348,23 @@ class ProjectConfig(_Model):
     gateway: Gateway = Gateway()
     # The secrets every function may read unless its flux.json lists its own.
     secrets: list[str] = Field(default_factory=list)
+    # Per-stage settings; a stage not listed gets the profile of its name (prod for "prod", dev otherwise).
+    stages: dict[str, StageSettings] = Field(default_factory=dict)
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, value: dict[str, StageSettings]) -> dict[str, StageSettings]:
+        for name in value:
+            if not STAGE_NAME.match(name):
+                raise ValueError(f"stage {name!r}: use letters, digits and '-', starting with a letter (at most 20)")
+        return value
+
+    def stage_profile(self, stage: str) -> Literal["dev", "prod"]:
+        """The profile of ``stage``: flux.json ``stages.<stage>.profile``, else prod for "prod", dev otherwise."""
+        settings = self.stages.get(stage)
+        if settings is not None:
+            return settings.profile
+        return "prod" if stage == "prod" else "dev"
 
     @field_validator("secrets")
     @classmethod

@@ -41,6 +41,7 @@ ENI_DESCRIBE_ACTIONS = ("ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets")
 ENI_MANAGE_ACTIONS = ("ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses",
                       "ec2:UnassignPrivateIpAddresses")
 ENI_RESOURCE_TYPES = ("network-interface", "subnet", "security-group")
+APP_SUBNETS = "app"  # the VPC subnet group of the Lambdas (infra/constructs/database.py makes it)
 RUNTIME = {"3.12": lambda_.Runtime.PYTHON_3_12, "3.13": lambda_.Runtime.PYTHON_3_13}[LAMBDA_PYTHON]
 
 
@@ -95,6 +96,6 @@ class FluxFunction(Construct):
             environment=dict(environment), timeout=Duration.seconds(timeout_s), memory_size=memory_mb,
             description=description, role=self.role, log_group=self.log_group, layers=list(layers),
             logging_format=lambda_.LoggingFormat.JSON, reserved_concurrent_executions=reserved_concurrency,
-            vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS) if vpc else None,
+            vpc=vpc, vpc_subnets=ec2.SubnetSelection(subnet_group_name=APP_SUBNETS) if vpc else None,
             security_groups=list(security_groups) if vpc else None,
         )

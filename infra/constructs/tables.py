@@ -3,8 +3,11 @@
 Key schemas are not restated here: they come from the modules whose adapters read
 and write the tables (functions/observability/dynamo_schema.py,
 functions/gateway/dynamo_schema.py, functions/queue_consumer/dynamo_job_store.py),
-so the stack and the code cannot drift apart. All tables are on demand, with
-point-in-time recovery and the AWS-owned encryption key. Grants are per action
+so the stack and the code cannot drift apart. All tables are on demand, with the
+AWS-owned encryption key. Point-in-time recovery is on every table in a prod-profile
+stage; in a dev-profile stage only on the tables that hold user state (API keys and
+jobs): spans expire by TTL and rate-limit buckets refill, so restoring them buys
+nothing (infra/profile.py). Grants are per action
 list (see :data:`SPAN_WRITER` and friends), never ``dynamodb:*``.
 """
 
@@ -40,19 +43,20 @@ def _attribute(spec: dict[str, str]) -> dynamodb.Attribute:
 
 class FluxTables(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, removal_policy: RemovalPolicy,
-                 with_jobs: bool) -> None:
+                 with_jobs: bool, pitr_everywhere: bool = True) -> None:
         super().__init__(scope, construct_id)
         self._removal = removal_policy
-        self.spans = self._table("Spans", span_schema.SPANS_TABLE)
+        self._pitr_everywhere = pitr_everywhere
+        self.spans = self._table("Spans", span_schema.SPANS_TABLE, user_state=False)
         for gsi in span_schema.SPANS_TABLE["global_secondary_indexes"]:
             self.spans.add_global_secondary_index(
                 index_name=gsi["index_name"], partition_key=_attribute(gsi["partition_key"]),
                 sort_key=_attribute(gsi["sort_key"]), projection_type=dynamodb.ProjectionType[gsi["projection"]])
-        self.keys = self._table("ApiKeys", gateway_schema.KEYS_TABLE)
-        self.rate_limits = self._table("RateLimits", gateway_schema.RATE_LIMIT_TABLE)
-        self.jobs = self._table("Jobs", jobs_schema.JOBS_TABLE) if with_jobs else None
+        self.keys = self._table("ApiKeys", gateway_schema.KEYS_TABLE, user_state=True)
+        self.rate_limits = self._table("RateLimits", gateway_schema.RATE_LIMIT_TABLE, user_state=False)
+        self.jobs = self._table("Jobs", jobs_schema.JOBS_TABLE, user_state=True) if with_jobs else None
 
-    def _table(self, construct_id: str, spec: dict[str, Any]) -> dynamodb.Table:
+    def _table(self, construct_id: str, spec: dict[str, Any], *, user_state: bool) -> dynamodb.Table:
         sort_key = spec.get("sort_key")
         return dynamodb.Table(
             self, construct_id,
@@ -61,7 +65,7 @@ class FluxTables(Construct):
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             time_to_live_attribute=spec.get("time_to_live_attribute") or None,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
-                point_in_time_recovery_enabled=True),
+                point_in_time_recovery_enabled=user_state or self._pitr_everywhere),
             removal_policy=self._removal,
         )
 

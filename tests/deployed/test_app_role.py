@@ -2,9 +2,10 @@
 
 Migrations run in the engine Lambda with the master secret and create ``flux_app`` with the password of
 the stack's application secret; the runtime Lambdas read only that secret and reach the cluster through
-the RDS Proxy front, which lets in only users its ``Auth`` secrets name. Checked from outside, as an
-operator would: the cluster's catalog and ``pg_stat_activity`` with the master secret, and direct
-connections through the proxy with the application secret's credentials.
+its endpoint (TLS required; the dev profile has no RDS Proxy: test_stages.py checks the prod stage's proxy,
+which lets in only users its ``Auth`` secrets name). Checked from outside, as an operator would: the
+cluster's catalog and ``pg_stat_activity`` with the master secret, and direct connections through the
+endpoint the Lambdas use with the application secret's credentials.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def app_secret(deployed: Deployment, flux_function: str = "list_orders") -> dict
 
 
 def through_proxy(deployed: Deployment, user: str, password: str) -> psycopg.Connection[Any]:
-    assert deployed.proxy is not None
-    return psycopg.connect(host="127.0.0.1", port=deployed.proxy.port, dbname=database_name(deployed), user=user,
+    """Through what the Lambdas connect to: the RDS Proxy, or the cluster endpoint of a stage without one."""
+    assert deployed.database_front is not None
+    return psycopg.connect(host="127.0.0.1", port=deployed.database_front.port, dbname=database_name(deployed), user=user,
                            password=password, sslmode="require", autocommit=True, connect_timeout=5)
 
 
@@ -95,9 +97,12 @@ def test_ddl_with_the_application_credentials_is_permission_denied(migrated_stag
     assert as_master(deployed, "SELECT to_regclass('public.orders') IS NOT NULL") == [(True,)]
 
 
-def test_the_proxy_refuses_users_its_secrets_do_not_name(deployed: Deployment) -> None:
-    with pytest.raises(psycopg.OperationalError, match="has no credentials for the role intruder"):
-        through_proxy(deployed, "intruder", "whatever").close()
+def test_the_cluster_endpoint_refuses_connections_without_tls(deployed: Deployment) -> None:
+    """No proxy in dev: the cluster endpoint itself is what must refuse plaintext (Aurora PostgreSQL 17)."""
+    assert deployed.proxy is None and deployed.database_front is not None
+    with pytest.raises(psycopg.OperationalError, match="no encryption"):
+        psycopg.connect(host="127.0.0.1", port=deployed.database_front.port, dbname=database_name(deployed),
+                        user="plaintext_probe", password="x", sslmode="disable", connect_timeout=5).close()
 
 
 def test_ctx_db_cannot_reach_the_migration_history_or_the_catalog(migrated_stage, api) -> None:

@@ -62,12 +62,14 @@ def test_shop_crud(migrated, api):
     assert not_a_number.status_code == 400, not_a_number.text
 
 
-def test_database_connections_pass_the_rds_proxy_rules(migrated, api, deployed):
+def test_database_connections_go_to_the_cluster_endpoint_over_tls(migrated, api, deployed):
+    """The dev profile has no RDS Proxy: the Lambdas connect to the cluster endpoint, with TLS (the prod stage's
+    proxy rules are checked in test_stages.py)."""
     assert api.get("/orders", params={"limit": "1"}).status_code == 200
-    assert deployed.proxy is not None
-    options = [r for r in deployed.proxy.refused if not r.startswith("user ")]   # test_app_role's are on purpose
-    assert options == [], f"RDS Proxy refused startup options: {deployed.proxy.refused}"
-    assert deployed.proxy.accepted >= 1
+    assert deployed.proxy is None and deployed.database_front is not None
+    assert deployed.database_front.accepted >= 1
+    refused = [r for r in deployed.database_front.refused if r != "no TLS: plaintext_probe"]  # test_app_role's
+    assert refused == [], deployed.database_front.refused
 
 
 def test_order_enqueues_invoice_and_the_worker_runs_it_in_the_same_trace(migrated, api, deployed):

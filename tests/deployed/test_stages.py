@@ -81,15 +81,16 @@ def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, wo
         "username": "flux_app_secret"}
     assert EXISTING_SECRET_ARN in json.dumps(template), "the stack's Lambdas are not given the existing secret"
     cluster = next(iter(deployed.stack.of_type("AWS::RDS::DBCluster").values()))["Properties"]
-    assert deployed.proxy is not None and deployed.cluster is not None
+    front = deployed.database_front
+    assert front is not None and deployed.cluster is not None
     secret = {"username": deployed.cluster.master_user, "password": deployed.cluster.master_password,
-              "host": "127.0.0.1", "port": deployed.proxy.port, "dbname": cluster["DatabaseName"],
+              "host": "127.0.0.1", "port": front.port, "dbname": cluster["DatabaseName"],
               "engine": "postgres"}
     stage = Deployment(Path(summary["assembly"]), summary["stack"], workdir / "run-secret",
                        existing_secrets={EXISTING_SECRET_NAME: json.dumps(secret)})
-    # The operator's proxy must know the application role's secret too (RDS Proxy authenticates per secret)
-    assert deployed.proxy.users is not None
-    deployed.proxy.users.add("flux_app_secret")
+    # An operator's proxy would have to know the application role's secret too (RDS Proxy authenticates per secret)
+    if front.users is not None:
+        front.users.add("flux_app_secret")
     try:
         with httpx.Client(base_url=stage.api.url, timeout=60) as client:
             hello = client.post("/hello", json={"name": "secret"})
@@ -106,12 +107,37 @@ def test_secret_arn_mode_serves_requests_and_migrates(other_synths, deployed, wo
             fetched = client.get(f"/orders/{order['id']}")
             assert fetched.status_code == 200, fetched.text
             assert fetched.json()["items"][0]["quantity"] == 2
-            assert not [r for r in deployed.proxy.refused if not r.startswith("user ")], \
-                f"RDS Proxy refused startup options: {deployed.proxy.refused}"
+            assert not [r for r in front.refused if not r.startswith(("user ", "no TLS: plaintext_probe"))], \
+                f"the database front refused connections: {front.refused}"
             with psycopg.connect(deployed.cluster.dsn(cluster["DatabaseName"])) as conn:
                 users = {r[0] for r in conn.execute("SELECT usename FROM pg_stat_activity WHERE "
                                                     "application_name = 'flux-engine'").fetchall()}
             assert "flux_app_secret" in users, users    # its runtime ran as its own application role
     finally:
-        deployed.proxy.users.discard("flux_app_secret")
+        if front.users is not None:
+            front.users.discard("flux_app_secret")
+        stage.close()
+
+
+def test_a_prod_profile_stage_serves_database_requests_through_its_rds_proxy(other_synths, workdir, cli, project):
+    """The prod profile keeps the RDS Proxy (dev has none): deployed on its own, migrated with `flux db migrate
+    --stage prod`, it answers a database query through the proxy, whose startup rules every connection passes,
+    and the proxy refuses a user none of its secrets names."""
+    summary = other_synths["prod"].result()
+    assert summary["profile"] == "prod"
+    stage = Deployment(Path(summary["assembly"]), summary["stack"], workdir / "run-prod")
+    try:
+        assert stage.proxy is not None and stage.database_front is stage.proxy
+        migrated = cli("db", "migrate", "--stage", "prod", "-C", str(project), "--json", env=stage.client_env())
+        assert migrated.returncode == 0, f"{migrated.stdout}\n{migrated.stderr}"
+        with httpx.Client(base_url=stage.api.url, timeout=60) as client:
+            orders = client.get("/orders", params={"limit": "1"})
+            assert orders.status_code == 200, orders.text
+        assert stage.proxy.accepted >= 2   # the engine's migrate and the runtime's query
+        options = [r for r in stage.proxy.refused if not r.startswith("user ")]
+        assert options == [], f"RDS Proxy refused startup options: {stage.proxy.refused}"
+        with pytest.raises(psycopg.OperationalError, match="has no credentials for the role intruder"):
+            psycopg.connect(host="127.0.0.1", port=stage.proxy.port, dbname="shop", user="intruder",
+                            password="whatever", sslmode="require", connect_timeout=5).close()
+    finally:
         stage.close()

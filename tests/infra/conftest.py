@@ -29,7 +29,8 @@ FULL_PROJECT: dict[str, Any] = {
         "auth": {"default": "none", "jwt": {"issuer": "https://issuer.test", "secret_name": "JWT_SECRET",
                                             "algorithms": ["HS256"]}},
         "cors": {"origins": ["http://localhost:3000"], "headers": ["content-type", "x-api-key"], "max_age": 300},
-        "database": {"provision": True},
+        # A dev stage with the proxy asked for (the dev profile has none by default: tests/infra/test_profiles.py)
+        "database": {"provision": True, "proxy": True},
         "observability": {"retention_days": 30},
     },
     "functions": {
@@ -102,6 +103,11 @@ def full(full_project: Path, placeholder_cache: Path, tmp_path_factory: pytest.T
 @pytest.fixture(scope="session")
 def shop(placeholder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     return synthesize(SHOP, tmp_path_factory.mktemp("cdk-shop"), placeholder_cache)
+
+
+@pytest.fixture(scope="session")
+def shop_prod(placeholder_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    return synthesize(SHOP, tmp_path_factory.mktemp("cdk-shop-prod"), placeholder_cache, stage="prod")
 
 
 def no_aws_env(**extra: str) -> dict[str, str]:

@@ -37,6 +37,8 @@ def test_synth_examples_shop_with_real_assets_and_no_aws_credentials(tmp_path: P
               if r["Type"] == "AWS::ApiGatewayV2::Route"}
     assert {f"{s.method} {s.route}" for s in project.functions.values()} <= routes
     assert {f["name"] for f in summary["functions"]} == set(project.functions)
+    assert summary["profile"] == "dev" and summary["always_on_monthly_usd"] > 0
+    assert "RDS Proxy" not in {row["resource"] for row in summary["always_on"]}
     # real code: the staged assets hold the bundle and the deno binary, not the placeholder
     assets = json.loads((out / "flux-shop-dev.assets.json").read_text())["files"]
     staged = [out / a["source"]["path"] for a in assets.values() if a["source"].get("packaging") == "zip"]
@@ -47,11 +49,14 @@ def test_synth_examples_shop_with_real_assets_and_no_aws_credentials(tmp_path: P
 
 def test_synth_human_output_lists_functions_and_queues(shop, capsys: pytest.CaptureFixture[str]) -> None:
     from cli.commands.deploy import _print_summary
+    from infra.always_on import always_on
     from infra.deploy import SynthResult
 
-    _print_summary(SynthResult(shop.path, shop.path.parent, shop.built.plan, 1.5, ["a warning"]))
+    _print_summary(SynthResult(shop.path, shop.path.parent, shop.built.plan, 1.5, ["a warning"],
+                               always_on(shop.raw)))
     captured = capsys.readouterr()
     assert str(shop.path) in captured.out
+    assert "always on (dev profile)" in captured.out and "interface VPC endpoint" in captured.out
     for name, spec in load_project(SHOP).functions.items():
         assert f"{spec.method} {spec.route}" in captured.out and name in captured.out
         if spec.is_async:
@@ -156,7 +161,7 @@ def test_destroy_deletes_the_stack_and_reports_a_missing_one() -> None:
     stack = {"StackName": "flux-shop-dev", "CreationTime": "2024-01-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE"}
 
     class Session:
-        def client(self, service, region_name):
+        def client(self, service, region_name, config=None):
             assert (service, region_name) == ("cloudformation", "us-east-1")
             return client
 
@@ -187,7 +192,7 @@ def _lambda_settings(limit: int, unreserved: int):
     stubber.activate()
 
     class Session:
-        def client(self, service: str, region_name: str | None = None):
+        def client(self, service: str, region_name: str | None = None, config=None):
             assert (service, region_name) == ("lambda", "eu-west-1")
             return client
 
@@ -222,7 +227,7 @@ def test_preflight_concurrency_is_skipped_when_the_settings_cannot_be_read() -> 
     stubber.activate()
 
     class Session:
-        def client(self, service: str, region_name: str | None = None):
+        def client(self, service: str, region_name: str | None = None, config=None):
             return client
 
     assert check_concurrency(Identity("1", "arn", "eu-west-1"), 50, Session) is None

@@ -1,7 +1,8 @@
-"""AWS's own linters on the synthesized templates: cfn-lint and cdk-nag (AwsSolutions)."""
+"""Linters on the synthesized templates: cfn-lint and cdk-nag (AwsSolutions), and checkov."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,10 @@ import pytest
 from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 
-from tests.infra.conftest import Synthesized, synthesize
+from tests.infra.conftest import REPO, Synthesized, synthesize
+
+# checkov lives in its own venv (make setup: requirements-checkov.lock), so it cannot move the main pins.
+CHECKOV = REPO / ".venv-checkov" / "bin" / "checkov"
 
 
 @pytest.mark.parametrize("which", ["shop", "full"])
@@ -51,3 +55,41 @@ def test_cdk_nag_catches_a_wildcard_grant(full_project, placeholder_cache, tmp_p
     report = AwsSolutionsChecks(synth.built.app).validate_scope(stack)
     assert not report.success
     assert any(v.rule_name.startswith("AwsSolutions-IAM5") for v in report.violations)
+
+
+def checkov(template: Path) -> dict:
+    assert CHECKOV.exists(), f"{CHECKOV} is missing: run `make setup` (it installs requirements-checkov.lock)"
+    done = subprocess.run([str(CHECKOV), "-f", str(template), "--framework", "cloudformation", "--skip-download",
+                           "--compact", "-o", "json"], capture_output=True, text=True, check=False,
+                          timeout=300)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    report = json.loads(done.stdout)
+    return report[0] if isinstance(report, list) else report
+
+
+@pytest.mark.parametrize("which", ["shop", "shop_prod"])
+def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(which: str, request) -> None:
+    """Offline (``--skip-download``); every skip is metadata on its resource, written by infra/checkov.py."""
+    synth: Synthesized = request.getfixturevalue(which)
+    report = checkov(synth.path)
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == [], failed
+    assert report["summary"]["passed"] > 400 and report["summary"]["parsing_errors"] == 0
+    skipped = report["results"]["skipped_checks"]
+    short = [c["check_id"] for c in skipped if len(c["check_result"].get("suppress_comment") or "") < 60]
+    assert skipped and short == [], short
+
+
+def test_checkov_is_not_a_formality(shop: Synthesized, tmp_path: Path) -> None:
+    """Without the skips (the metadata removed), the same template fails: the run above really checks."""
+    raw = json.loads(synth_path_text(shop))
+    for resource in raw["Resources"].values():
+        resource.get("Metadata", {}).pop("checkov", None)
+    bare = tmp_path / "bare.template.json"
+    bare.write_text(json.dumps(raw))
+    failed = {c["check_id"] for c in checkov(bare)["results"]["failed_checks"]}
+    assert {"CKV_AWS_116", "CKV_AWS_158"} <= failed, failed
+
+
+def synth_path_text(synth: Synthesized) -> str:
+    return synth.path.read_text(encoding="utf-8")

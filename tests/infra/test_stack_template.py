@@ -144,7 +144,8 @@ def test_tables_reuse_the_adapters_schemas(full: Synthesized) -> None:
     for table in full.resources("AWS::DynamoDB::Table").values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
-        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+        # PITR by stage profile: tests/infra/test_profiles.py
+        assert "PointInTimeRecoveryEnabled" in props["PointInTimeRecoverySpecification"]
 
 
 def test_runtime_lambdas(full: Synthesized) -> None:

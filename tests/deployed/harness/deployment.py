@@ -31,7 +31,9 @@ from tests.deployed.harness.sqs_esm import EventSourceMapping, mappings_of
 from tests.deployed.harness.template import Stack, UnresolvedReference
 
 _DYNAMIC_SECRET = re.compile(r"\{\{resolve:secretsmanager:(.+?):SecretString:([^:]*)::\}\}")
-CLUSTER_HOST = "127.0.0.2"  # the cluster endpoint: reachable only through the proxy (nothing listens here)
+# With an RDS Proxy the cluster endpoint is unreachable (nothing listens here): only the proxy path works.
+# Without one (a dev-profile stage) the cluster endpoint is a TLS-required front on 127.0.0.1.
+CLUSTER_HOST = "127.0.0.2"
 
 
 class Deployment:
@@ -60,7 +62,8 @@ class Deployment:
         for name, value in self._existing_secrets.items():
             self.client("secretsmanager").create_secret(Name=name, SecretString=value)
         self.cluster: ClusterServer | None = None
-        self.proxy: RdsProxy | None = None
+        self.proxy: RdsProxy | None = None            # the stack's RDS Proxy
+        self.database_front: RdsProxy | None = None   # what the Lambdas connect to: the proxy or the cluster endpoint
         self._database()
         aws.attach_secret_targets(stack, self.moto)
         self._proxy_users()
@@ -101,15 +104,23 @@ class Deployment:
                                      database=props.get("DatabaseName"))
         self._closers.append(self.cluster.stop)
         identifier = props.get("DBClusterIdentifier") or stack.generated_name(cluster_id, max_length=63).lower()
-        stack.set(cluster_id, Ref=identifier, **{"Endpoint.Address": CLUSTER_HOST, "Endpoint.Port": str(port),
-                                                 "ReadEndpoint.Address": CLUSTER_HOST})
-        for proxy_id, proxy in stack.of_type("AWS::RDS::DBProxy").items():
+        proxies = stack.of_type("AWS::RDS::DBProxy")
+        host = CLUSTER_HOST if proxies else "127.0.0.1"
+        stack.set(cluster_id, Ref=identifier, **{"Endpoint.Address": host, "Endpoint.Port": str(port),
+                                                 "ReadEndpoint.Address": host})
+        for proxy_id, proxy in proxies.items():
             pprops = proxy["Properties"]
             self.proxy = RdsProxy(self.workdir, upstream_port=self.cluster.port, port=port,
                                   require_tls=bool(pprops.get("RequireTLS")))
             self._closers.append(self.proxy.close)
             stack.set(proxy_id, Ref=pprops["DBProxyName"], Endpoint="127.0.0.1",
                       DBProxyArn=stack.arn("rds", f"db-proxy:prx-{proxy_id.lower()[:17]}"))
+        if self.proxy is None:
+            front = RdsProxy(self.workdir, upstream_port=self.cluster.port, port=port, rds_proxy=False)
+            self._closers.append(front.close)
+            self.database_front = front
+        else:
+            self.database_front = self.proxy
 
     def _proxy_users(self) -> None:
         """The usernames of the secrets in the proxy's ``Auth`` list: the only users it lets in."""

@@ -12,6 +12,12 @@ the RDS Proxy troubleshooting guide). Accepted connections are relayed byte for 
 cluster (the cluster authenticates the user with the secret's password, as the proxy does
 with the secret's copy; a role the secret names but the database lacks fails there).
 
+The same front with ``rds_proxy=False`` is the cluster endpoint of a stage without a proxy
+(a dev-profile stack): Aurora PostgreSQL 15 and later set ``rds.force_ssl`` to 1 by default,
+so a client that does not negotiate TLS is refused with PostgreSQL's own text (``no
+pg_hba.conf entry for host ..., no encryption``); every startup parameter and user is
+accepted (the cluster itself authenticates them).
+
 What is not modelled: connection pinning (a session that uses named prepared
 statements or ``SET`` keeps its backend; here every client has its own backend
 anyway) and the proxy's connection pool limits.
@@ -63,21 +69,24 @@ def startup_parameters(body: bytes) -> dict[str, str]:
 
 
 class RdsProxy:
-    """A TCP front on 127.0.0.1 enforcing RDS Proxy's startup rules, relaying to ``upstream_port``."""
+    """A TCP front on 127.0.0.1 enforcing RDS Proxy's startup rules (or, with ``rds_proxy=False``, only the
+    cluster endpoint's TLS requirement), relaying to ``upstream_port``."""
 
     def __init__(self, workdir: Path, *, upstream_port: int, port: int, require_tls: bool = True,
-                 users: set[str] | None = None) -> None:
+                 users: set[str] | None = None, rds_proxy: bool = True) -> None:
         self.upstream_port, self.port, self.require_tls = upstream_port, port, require_tls
+        self.rds_proxy = rds_proxy
+        self.name = "rds-proxy" if rds_proxy else "cluster-endpoint"
         self.users = users    # the usernames of the proxy's secrets; None: not known (yet), nobody is refused
         self.refused: list[str] = []      # what was refused, for the tests and FINDINGS
         self.accepted = 0
         self._tls = _self_signed(workdir)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="rds-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
         self._thread.start()
         if not self._ready.wait(10):
-            raise RuntimeError("the RDS Proxy front did not start")
+            raise RuntimeError(f"the {self.name} front did not start")
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -115,11 +124,15 @@ class RdsProxy:
         if code != PROTOCOL_3:
             writer.write(error_response(f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}", "08P01"))
             return
-        if self.require_tls and not tls:
-            self.refused.append("no TLS")
-            writer.write(error_response("This RDS Proxy requires TLS connections", "28000"))
-            return
         params = startup_parameters(body)
+        if self.require_tls and not tls:
+            self.refused.append(f"no TLS: {params.get('user', '')}")
+            writer.write(error_response(self._no_tls_message(params), "28000"))
+            return
+        if not self.rds_proxy:
+            self.accepted += 1
+            await self._relay(reader, writer, struct.pack("!II", length, code) + body)
+            return
         for name in params:
             if name not in ALLOWED:
                 self.refused.append(name)
@@ -136,6 +149,13 @@ class RdsProxy:
             return
         self.accepted += 1
         await self._relay(reader, writer, struct.pack("!II", length, code) + body)
+
+    def _no_tls_message(self, params: dict[str, str]) -> str:
+        if self.rds_proxy:
+            return "This RDS Proxy requires TLS connections"
+        user = params.get("user", "")
+        return (f'no pg_hba.conf entry for host "127.0.0.1", user "{user}", database '
+                f'"{params.get("database", user)}", no encryption')
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, first: bytes) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)

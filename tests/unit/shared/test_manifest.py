@@ -596,3 +596,28 @@ def test_database_app_role_names_the_role_user_code_runs_as(value: Any, name: st
 def test_database_app_role_must_be_a_plain_role_name_or_false(bad: Any) -> None:
     with pytest.raises(ValidationError, match="app_role"):
         ProjectConfig.model_validate({"name": "p", "database": {"app_role": bad}})
+
+
+@pytest.mark.parametrize(("stages", "stage", "profile"), [
+    ({}, "prod", "prod"), ({}, "dev", "dev"), ({}, "staging", "dev"),
+    ({"staging": {"profile": "prod"}}, "staging", "prod"), ({"prod": {"profile": "dev"}}, "prod", "dev")])
+def test_stage_profile_from_flux_json_or_the_stage_name(stages: dict, stage: str, profile: str) -> None:
+    assert ProjectConfig.model_validate({"name": "p", "stages": stages}).stage_profile(stage) == profile
+
+
+@pytest.mark.parametrize("proxy", [None, True, False])
+def test_database_proxy_is_optional_and_boolean(proxy: bool | None) -> None:
+    database = {"provision": True} if proxy is None else {"provision": True, "proxy": proxy}
+    assert ProjectConfig.model_validate({"name": "p", "database": database}).database.proxy is proxy
+
+
+@pytest.mark.parametrize(("project", "field"), [
+    ({"stages": {"dev": {"profile": "production"}}}, "stages.dev.profile"),
+    ({"stages": {"dev": {"profile": "dev", "nat": True}}}, "stages.dev.nat"),
+    ({"stages": {"9lives": {"profile": "dev"}}}, "stages"),
+    ({"stages": ["dev"]}, "stages"),
+    ({"database": {"provision": True, "proxy": "yes"}}, "database.proxy"),
+])
+def test_bad_stage_settings_name_the_file_and_field(make_project, project: dict, field: str) -> None:
+    problem = only_problem(make_project({"name": "p", **project}, {"hello": {}}))
+    assert "flux.json" in problem and field in problem, problem
