@@ -28,3 +28,24 @@ def client(service: str, *, read_timeout_s: float = READ_TIMEOUT_S, max_attempts
     config = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=read_timeout_s,
                     retries={"max_attempts": max_attempts, "mode": "standard"})
     return boto3.client(service, config=config, region_name=region)
+
+
+class LazyClient:
+    """A :func:`client` created on its first use, for clients a Lambda may never need.
+
+    Creating a boto3 client loads its service model (tens to hundreds of ms on a cold
+    start); a runtime Lambda whose function never reads a secret, or whose request was
+    denied, should not pay that. Attribute access builds the client once and delegates.
+    """
+
+    def __init__(self, service: str, **options: Any) -> None:
+        self._service = service
+        self._options = options
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = client(self._service, **self._options)
+        return getattr(self._client, name)
