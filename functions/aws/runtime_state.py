@@ -17,14 +17,14 @@ before it invokes anything) never pays for it:
 * Deno starts on the first invocation that reaches the function (the pool spawns
   its first worker on demand, then keeps it warm). It is not started in INIT: an
   environment whose first requests are denied (a flood of bad credentials) must not
-  start a worker, and Lambda may freeze an environment between INIT and its first
-  event, so a background start would not reliably be done by then anyway;
+  start a worker (the deployed tier checks this: tests/deployed/test_denials.py);
 * the Secrets Manager client is created on the first ``ctx.secrets.get``;
 * the Data Engine (secret read, pool) on the first ``ctx.db`` call
   (:mod:`functions.aws.lazy_db`).
 
-If building fails in INIT the failure is logged and the first event builds again,
-so the error reaches the caller as the standard body rather than as an INIT crash.
+If building fails in INIT the failure is logged and the first event builds again
+(as before this was moved into INIT), so a transient failure does not cost the
+environment an INIT error and a restart.
 
 Worker pipes are bound to the event loop that created them, so the container
 keeps one loop for its whole life and every entry point runs its coroutine on it.
