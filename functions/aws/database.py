@@ -20,6 +20,10 @@ advice to migrate.
 Every failure is :class:`DatabaseUnavailable` (503 with ``Retry-After``) whose
 message names what is wrong but never a credential: the caller is a request that
 needed the database, and the fix is an operator's.
+
+psycopg and botocore are imported inside the functions that use them: every runtime Lambda with a
+database imports this module while its state is built (INIT), and one whose function never calls
+``ctx.db`` must not load the driver.
 """
 
 from __future__ import annotations
@@ -28,9 +32,6 @@ import json
 import logging
 from collections.abc import Mapping
 from typing import Any
-
-from botocore.exceptions import ClientError
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from functions.aws import names
 from functions.shared.aws_errors import describe, error_code
@@ -78,6 +79,8 @@ def dsn_from_secret(secret: str, env: Mapping[str, str]) -> str:
     if missing:
         raise _unavailable(f"the database secret has no {', '.join(missing)} (and no \"url\")")
     port = env.get(names.DATABASE_PORT, "").strip() or data.get("port") or 5432
+    from psycopg.conninfo import make_conninfo  # here, not at import: see the module docstring
+
     return make_conninfo(host=str(host), port=str(port),
                          dbname=str(data.get("dbname") or data.get("database") or "postgres"),
                          user=str(data["username"]), password=str(data["password"]),
@@ -111,6 +114,8 @@ def _read_secret(arn: str, secrets_client: Any, what: str) -> str:
     try:
         secret = secrets_client.get_secret_value(SecretId=arn).get("SecretString")
     except Exception as exc:  # noqa: BLE001 - any Secrets Manager failure: the database cannot be reached
+        from botocore.exceptions import ClientError
+
         _log.warning("cannot read the %s: %s", what, describe(exc))
         code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__
         raise _unavailable(f"cannot read the {what} ({code})") from None
@@ -144,6 +149,8 @@ def publish_connection(env: Mapping[str, str], owner_dsn: str, document: dict[st
     """
     if env.get(names.DATABASE_HOST, "").strip():
         return False
+    from psycopg.conninfo import conninfo_to_dict
+
     parts = conninfo_to_dict(owner_dsn)
     wanted = {"host": parts.get("host"), "port": int(parts.get("port") or 5432),
               "dbname": parts.get("dbname") or "postgres"}

@@ -1,7 +1,8 @@
 """Lambda entry of the REQUEST authorizer: API keys, JWTs and rate limits for every function route.
 
-Dependencies are built once per container, lazily on the first event, from the
-environment (names in :mod:`functions.aws.names`):
+Dependencies are built once per container, at import (Lambda's INIT phase, so the
+first request does not wait for the project to load or for the DynamoDB client's
+service model), from the environment (names in :mod:`functions.aws.names`):
 
 * ``FLUX_PROJECT_DIR`` — the bundled project; default ``$LAMBDA_TASK_ROOT/project``;
 * ``KEYS_TABLE`` — the API key table (:mod:`functions.gateway.keys_dynamodb`);
@@ -9,7 +10,7 @@ environment (names in :mod:`functions.aws.names`):
 * ``FLUX_SECRETS_PREFIX`` — where the HS* JWT secret lives in Secrets Manager
   (default ``flux/<project name>/``), only read when ``auth.jwt.secret_name`` is set.
 
-If building them fails (a bad bundle, a missing variable) the request is refused
+If building them fails (a bad bundle, a missing variable) INIT carries on and the request is refused
 with the standard 503 body by the runtime (a soft deny, see
 :func:`functions.gateway.authorizer.unavailable`) and the next event tries again:
 an authorizer that cannot decide must fail closed. ``flux dev`` does not come
@@ -77,7 +78,21 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     return _authorizer.authorize(event)
 
 
+def prepare(env: Mapping[str, str] = os.environ) -> None:
+    """Build the authorizer during INIT; on failure leave it to the first event (which fails closed)."""
+    global _authorizer
+    if not env.get(names.LAMBDA_RUNTIME_API):
+        return  # imported outside a Lambda execution environment (tests, tooling)
+    try:
+        _authorizer = build_authorizer(env)
+    except Exception:  # noqa: BLE001 - never crash INIT; handler() retries and refuses with 503
+        _log.exception("authorizer: cannot start during INIT; the first event will retry")
+
+
 def reset() -> None:
     """Forget the cached dependencies (tests, or a warm container after a config change)."""
     global _authorizer
     _authorizer = None
+
+
+prepare()

@@ -1,7 +1,10 @@
 """Lambda entry of a function's HTTP route: API Gateway HTTP API (payload 2.0) event in, proxy result out.
 
 Cold imports stay lean: boto3, psycopg and the engine load only when the
-environment asks for them (see :mod:`functions.aws.runtime_state`).
+environment asks for them (see :mod:`functions.aws.runtime_state`). The state is
+built here, at import, which Lambda runs in its INIT phase; Deno starts only when a
+request is allowed through to the function, so a denied request is answered by the
+pipeline without one.
 """
 
 from __future__ import annotations
@@ -9,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from functions.aws import runtime_state
+
+runtime_state.prepare("http")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from functions.queue_consumer.consumer import BatchConsumer
 from functions.queue_consumer.runner import JobRunner
 
 _consumer: BatchConsumer | None = None
+runtime_state.prepare("worker")  # INIT: project, span sink, queue; Deno starts with the first batch
 
 
 def consumer(state: runtime_state.RuntimeState) -> BatchConsumer:

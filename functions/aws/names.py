@@ -21,6 +21,9 @@ TASK_ROOT: Final = "/var/task"
 BUNDLE_PROJECT_DIR: Final = "project"
 BUNDLE_DENO_DIR: Final = "deno_dir"
 DENO_IN_LAYER: Final = "/opt/bin/deno"
+# Set by Lambda in every execution environment (and only there): entry modules build their state at import
+# (INIT) when it is present, and stay inert when a test or a tool imports them.
+LAMBDA_RUNTIME_API: Final = "AWS_LAMBDA_RUNTIME_API"
 
 # -- the project and the function a container serves --------------------------------------------------------
 PROJECT_DIR: Final = "FLUX_PROJECT_DIR"

@@ -8,11 +8,23 @@ builds it (never guessed from ``_HANDLER``):
   function it only enqueues, so it keeps no Deno worker warm;
 * ``worker`` (:mod:`functions.aws.entry_worker`): an async function's SQS batches.
 
-Everything is built once, on the first event: the project, a Deno worker pool
-(only this function's pool is kept warm; others start on demand for
-``ctx.function.invoke``), the Data Engine (connected on the first ``ctx.db`` call,
-see :mod:`functions.aws.lazy_db`), the SQS enqueue service, Secrets Manager, and
-the DynamoDB span sink.
+What can be built before any event is built during INIT (the entry modules call
+:func:`prepare` at import): the validated project, the pipeline, the SQS enqueue
+service and the DynamoDB span sink. What costs real time or money is left to the
+request that needs it, so a request the authorizer denied (answered by the pipeline
+before it invokes anything) never pays for it:
+
+* Deno starts on the first invocation that reaches the function (the pool spawns
+  its first worker on demand, then keeps it warm). It is not started in INIT: an
+  environment whose first requests are denied (a flood of bad credentials) must not
+  start a worker (the deployed tier checks this: tests/deployed/test_denials.py);
+* the Secrets Manager client is created on the first ``ctx.secrets.get``;
+* the Data Engine (secret read, pool) on the first ``ctx.db`` call
+  (:mod:`functions.aws.lazy_db`).
+
+If building fails in INIT the failure is logged and the first event builds again
+(as before this was moved into INIT), so a transient failure does not cost the
+environment an INIT error and a restart.
 
 Worker pipes are bound to the event loop that created them, so the container
 keeps one loop for its whole life and every entry point runs its coroutine on it.
@@ -23,6 +35,7 @@ container as soon as the handler returns.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,9 +119,9 @@ def _services(env: Mapping[str, str], project: Project) -> Services:
     prefix = env.get(names.SECRETS_PREFIX)
     if prefix:
         from functions.runtime.aws_secrets import SecretsManagerStore
-        from functions.shared.aws_clients import client
+        from functions.shared.aws_clients import LazyClient
 
-        services.secrets = SecretsManagerStore(client("secretsmanager"), prefix)
+        services.secrets = SecretsManagerStore(LazyClient("secretsmanager"), prefix)
     if env.get(names.QUEUE_URLS):
         from functions.aws.queue import sqs_job_queue
         from functions.queue_consumer.service import EnqueueService
@@ -140,16 +153,29 @@ def build_state(role: Role, env: Mapping[str, str] = os.environ,
 
 
 _states: dict[Role, RuntimeState] = {}
+_log = logging.getLogger("flux.aws.runtime_state")
 
 
 def state(role: Role) -> RuntimeState:
-    """The container's state for ``role``, built and started on first use."""
+    """The container's state for ``role``, built on first use (normally already by :func:`prepare`).
+
+    No Deno worker is started here: the pool starts one for the first invocation.
+    """
     current = _states.get(role)
     if current is None:
         current = build_state(role)
-        current.run(current.runtime.start())
         _states[role] = current
     return current
+
+
+def prepare(role: Role) -> None:
+    """Build the state during INIT (module import); a failure is left for the first event to retry."""
+    if not os.environ.get(names.LAMBDA_RUNTIME_API):
+        return  # imported outside a Lambda execution environment (tests, tooling): nothing to prepare
+    try:
+        state(role)
+    except Exception:  # noqa: BLE001 - INIT must not crash the environment; the first event builds again
+        _log.exception("runtime state: cannot build during INIT; the first event will retry")
 
 
 def install(role: Role, current: RuntimeState) -> None:

@@ -42,3 +42,24 @@ def session_client(session: Any, service: str, *, region: str | None = None,
     profile and region)."""
     return session.client(service, region_name=region,
                           config=config(read_timeout_s=read_timeout_s, max_attempts=max_attempts))
+
+
+class LazyClient:
+    """A :func:`client` created on its first use, for clients a Lambda may never need.
+
+    Creating a boto3 client loads its service model (tens to hundreds of ms on a cold
+    start); a runtime Lambda whose function never reads a secret, or whose request was
+    denied, should not pay that. Attribute access builds the client once and delegates.
+    """
+
+    def __init__(self, service: str, **options: Any) -> None:
+        self._service = service
+        self._options = options
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if self._client is None:
+            self._client = client(self._service, **self._options)
+        return getattr(self._client, name)

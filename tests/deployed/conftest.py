@@ -188,7 +188,7 @@ def write_report(deployment: Deployment, synthesized: dict[str, Any], deploy_sec
     REPORT.write_text(json.dumps({"synth_seconds": synthesized.get("synth_seconds"),
                                   "deploy_seconds": round(deploy_seconds, 1),
                                   "memory_enforced": deployment.lambdas.memory_enforced,
-                                  "functions": functions}, indent=2))
+                                  "functions": functions, "scenarios": deployment.lambdas.scenarios}, indent=2))
 
 
 @pytest.fixture(scope="session")

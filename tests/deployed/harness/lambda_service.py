@@ -84,6 +84,7 @@ class Metrics:
     cold_start_ms: list[float] = field(default_factory=list)
     init_ms: list[float] = field(default_factory=list)
     warm_ms: list[float] = field(default_factory=list)
+    results: list[InvokeResult] = field(default_factory=list)  # every invoke, in order (scenarios read durations)
 
 
 def function_specs(stack: Stack) -> dict[str, FunctionSpec]:
@@ -193,6 +194,7 @@ class LambdaService:
         self.metrics: dict[str, Metrics] = {name: Metrics() for name in specs}
         self.memory_enforced: bool | None = None
         self.invocations: dict[str, int] = dict.fromkeys(specs, 0)
+        self.scenarios: dict[str, Any] = {}  # figures scenarios measure themselves, written to the metrics report
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
 
     def find(self, name_or_arn: str) -> FunctionSpec:
@@ -277,6 +279,7 @@ class LambdaService:
                                   duration_ms=(ended - began) * 1000,
                                   cold_start_ms=(ended - env.started) * 1000 if cold else 0.0)
             metrics = self.metrics[spec.name]
+            metrics.results.append(result)
             if cold:
                 metrics.cold_start_ms.append(result.cold_start_ms)
                 metrics.init_ms.append(result.init_ms)
@@ -296,6 +299,12 @@ class LambdaService:
         """``InvocationType=Event``: queued and run in the background (errors are not retried here)."""
         self.find(name_or_arn)
         threading.Thread(target=self.invoke, args=(name_or_arn, payload), daemon=True).start()
+
+    def environments(self, name: str) -> list[ExecutionEnvironment]:
+        """The live execution environments of a function (idle or busy)."""
+        spec = self.find(name)
+        with self._lock:
+            return [env for env in self._all if env.spec.name == spec.name]
 
     def warm_count(self, name: str) -> int:
         with self._lock:

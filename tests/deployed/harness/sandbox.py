@@ -113,6 +113,31 @@ class Sandbox:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def processes(self) -> list[str]:
+        """The command names (``/proc/<pid>/comm``) of every live process of this environment.
+
+        Read from the host's ``/proc`` by walking parent links down from the ``unshare``
+        process, outside the environment's PID namespace: nothing the code inside does
+        can hide a process from this list (a scenario uses it to prove Deno never ran).
+        """
+        children: dict[int, list[int]] = {}
+        comms: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+                comms[int(entry.name)] = (entry / "comm").read_text().strip()
+        found, stack = [], [self.process.pid]
+        while stack:
+            pid = stack.pop()
+            if pid in comms:
+                found.append(comms[pid])
+            stack.extend(children.get(pid, []))
+        return found
+
     def kill(self) -> None:
         """Discard the environment: every process in it dies (PID namespace), then its cgroup goes."""
         if self.process.poll() is None:
