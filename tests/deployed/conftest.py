@@ -259,6 +259,15 @@ def cli(deployed: Deployment, workdir: Path) -> Callable[..., subprocess.Complet
     return run
 
 
+@pytest.fixture(scope="session")
+def admin_key(cli: Callable[..., subprocess.CompletedProcess[str]], deployed: Deployment) -> str:
+    """One admin API key for the scenarios that read the hosted observability API, made with `flux keys create`."""
+    done = cli("keys", "create", "--name", "deployed-admin", "--scope", "admin", "--table",
+               deployed.outputs["KeysTableName"], "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)["key"]
+
+
 def wait_for(predicate: Callable[[], Any], *, timeout: float = 30, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     while True:

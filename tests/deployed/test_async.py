@@ -13,20 +13,12 @@ from tests.deployed.conftest import wait_for
 pytestmark = pytest.mark.xdist_group("deployed")
 
 
-@pytest.fixture(scope="module")
-def admin(cli, deployed):
-    done = cli("keys", "create", "--name", "deployed-admin-async", "--scope", "admin", "--table",
-               deployed.outputs["KeysTableName"], "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["key"]
-
-
-def hosted_trace(api, admin: str, trace_id: str) -> dict:
-    response = api.get(f"/_flux/api/traces/{trace_id}", headers={"x-api-key": admin})
+def hosted_trace(api, admin_key: str, trace_id: str) -> dict:
+    response = api.get(f"/_flux/api/traces/{trace_id}", headers={"x-api-key": admin_key})
     return response.json() if response.status_code == 200 else {}
 
 
-def test_async_function_answers_202_and_the_worker_runs_it_in_the_same_trace(api, admin, migrated_stage):
+def test_async_function_answers_202_and_the_worker_runs_it_in_the_same_trace(api, admin_key, migrated_stage):
     response = api.post("/flaky_webhook", json={"webhook_id": "deployed-ok", "fail_times": 0})
     assert response.status_code == 202, response.text
     body = response.json()
@@ -34,7 +26,7 @@ def test_async_function_answers_202_and_the_worker_runs_it_in_the_same_trace(api
     assert body["request_id"] == response.headers["x-request-id"]
 
     def ran() -> dict | None:
-        trace = hosted_trace(api, admin, body["request_id"])
+        trace = hosted_trace(api, admin_key, body["request_id"])
         names = [s["name"] for s in trace.get("spans", [])]
         return trace if "flaky_webhook" in names and "async → flaky_webhook" in names else None
 
@@ -46,7 +38,7 @@ def test_async_function_answers_202_and_the_worker_runs_it_in_the_same_trace(api
     assert attempt["attrs"]["outcome"] == "ok"
 
 
-def test_failing_job_reaches_the_dlq_and_replay_runs_it_in_its_trace(api, admin, cli, project, migrated_stage,
+def test_failing_job_reaches_the_dlq_and_replay_runs_it_in_its_trace(api, admin_key, cli, project, migrated_stage,
                                                                      deployed):
     response = api.post("/flaky_webhook", json={"webhook_id": "deployed-dlq", "fail_times": 3})
     assert response.status_code == 202, response.text
@@ -68,7 +60,7 @@ def test_failing_job_reaches_the_dlq_and_replay_runs_it_in_its_trace(api, admin,
     assert json.loads(replayed.stdout)["trace_id"] == entry["trace_id"]
 
     def delivered() -> bool:
-        spans = hosted_trace(api, admin, entry["trace_id"]).get("spans", [])
+        spans = hosted_trace(api, admin_key, entry["trace_id"]).get("spans", [])
         return any(s["kind"] == "queue" and s["attrs"].get("outcome") == "ok" for s in spans)
 
     wait_for(delivered, timeout=90, interval=1)

@@ -12,11 +12,8 @@ pytestmark = pytest.mark.xdist_group("deployed")
 
 
 @pytest.fixture(scope="module")
-def logged_in(cli, deployed, api):
-    done = cli("keys", "create", "--name", "deployed-admin", "--scope", "admin", "--table",
-               deployed.outputs["KeysTableName"], "--json")
-    assert done.returncode == 0, done.stderr
-    key = json.loads(done.stdout)["key"]
+def logged_in(cli, deployed, api, admin_key):
+    key = admin_key
     api.get("/_flux/api/traces", headers={"x-api-key": key})  # the observability Lambda's cold start
     login = cli("login", "--api-url", deployed.outputs["ApiUrl"], "--key", key)
     assert login.returncode == 0, f"flux login failed:\n{login.stdout}\n{login.stderr}"

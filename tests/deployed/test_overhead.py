@@ -10,22 +10,12 @@ is asserted here (figures are compared in reports, not in tests).
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.deployed.conftest import function_name, wait_for
 
 pytestmark = pytest.mark.xdist_group("deployed")
 SAMPLES = 5
-
-
-@pytest.fixture(scope="module")
-def admin_key(cli, deployed):
-    done = cli("keys", "create", "--name", "overhead-admin", "--scope", "admin", "--table",
-               deployed.outputs["KeysTableName"], "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)["key"]
 
 
 def function_span_ms(api, key: str, trace_id: str) -> float:
