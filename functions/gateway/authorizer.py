@@ -57,7 +57,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from functions.gateway.errors import CredentialRejected, RateLimitStoreError
@@ -141,7 +141,7 @@ class Authorizer:
         except Exception:  # noqa: BLE001 - an authorizer must fail closed, never crash
             _log.exception("authorizer: internal failure; refusing")
             return unavailable()
-        return replace(verdict, authorizer_us=int((self.clock() - started) * 1_000_000)).response()
+        return verdict._replace(authorizer_us=int((self.clock() - started) * 1_000_000)).response()
 
     def _decide(self, spec: FunctionSpec, request: AuthRequest) -> Verdict:
         caller = Verdict(allowed=False, function=spec.name, auth_type=spec.auth)
@@ -150,21 +150,21 @@ class Authorizer:
             presented = presented_key(request.headers)
             if presented is None and spec.auth_optional and "authorization" not in request.headers:
                 # optional mode: an anonymous caller is served as such
-                return self._rate_limit(spec, bucket, replace(caller, auth_type="none"))
+                return self._rate_limit(spec, bucket, caller._replace(auth_type="none"))
             record = self.keys.authenticate(presented) if presented is not None else None
             if record is None:
                 _log.info("authorizer: %s: API key missing or not valid", spec.name)
                 return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
             if record.scope not in FUNCTION_SCOPES:
                 return _deny(caller, "forbidden", f"the API key {record.name!r} may not call functions")
-            caller = replace(caller, key_name=record.name, scope=record.scope)
+            caller = caller._replace(key_name=record.name, scope=record.scope)
             bucket = f"key:{record.name}"
         elif spec.auth == "jwt":
             if self.jwt is None:
                 raise RuntimeError(f"function {spec.name!r} requires JWT auth but no verifier is configured")
             presented = self.jwt.presented(request.headers)
             if presented is None and spec.auth_optional:
-                return self._rate_limit(spec, bucket, replace(caller, auth_type="none"))
+                return self._rate_limit(spec, bucket, caller._replace(auth_type="none"))
             token = self.jwt.token_from(presented) if presented is not None else None
             if token is None:  # absent on a required route, or sent in the wrong shape: 401 either way
                 return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
@@ -174,31 +174,31 @@ class Authorizer:
                 _log.info("authorizer: %s: token rejected: %s", spec.name, exc.reason)
                 return _deny(caller, "unauthorized", UNAUTHORIZED_MESSAGE)
             subject = claims.get("sub") if isinstance(claims.get("sub"), str) else ""
-            caller = replace(caller, subject=subject, claims=_bounded_claims(claims))
+            caller = caller._replace(subject=subject, claims=_bounded_claims(claims))
             if subject:
                 bucket = f"sub:{subject}"
         return self._rate_limit(spec, bucket, caller)
 
     def _rate_limit(self, spec: FunctionSpec, bucket: str, caller: Verdict) -> Verdict:
         if spec.rate_limit is None:
-            return replace(caller, allowed=True, ratelimit_outcome="bypass")
+            return caller._replace(allowed=True, ratelimit_outcome="bypass")
         try:
             decision = self.limiter.hit(bucket_key(spec.name, bucket), spec.rate_limit)
         except RateLimitStoreError as exc:
             _log.warning("authorizer: %s: rate-limit store failed, admitting (fail open): %s", spec.name, exc)
-            return replace(caller, allowed=True, ratelimit_outcome="store_error")
-        counted = replace(caller, ratelimit_limit=decision.limit, ratelimit_remaining=decision.remaining,
+            return caller._replace(allowed=True, ratelimit_outcome="store_error")
+        counted = caller._replace(ratelimit_limit=decision.limit, ratelimit_remaining=decision.remaining,
                           ratelimit_reset=decision.reset_s)
         if not decision.allowed:
-            limited = replace(counted, ratelimit_outcome="limited", retry_after=decision.retry_after_s)
+            limited = counted._replace(ratelimit_outcome="limited", retry_after=decision.retry_after_s)
             return _deny(limited, "rate_limited", f"rate limit exceeded; retry in {decision.retry_after_s} s",
                          rate_limit_checked=True)
-        return replace(counted, allowed=True, ratelimit_outcome="allowed")
+        return counted._replace(allowed=True, ratelimit_outcome="allowed")
 
 
 def _deny(caller: Verdict, error: DenyCode, message: str, *, rate_limit_checked: bool = False) -> Verdict:
-    denied = replace(caller, allowed=False, error=error, message=message)
-    return denied if rate_limit_checked else replace(denied, ratelimit_outcome="skipped")
+    denied = caller._replace(allowed=False, error=error, message=message)
+    return denied if rate_limit_checked else denied._replace(ratelimit_outcome="skipped")
 
 
 def bucket_key(function: str, caller: str) -> str:

@@ -12,7 +12,6 @@ API and dashboard.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import ipaddress
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -62,16 +61,17 @@ class LocalGateway:
             await self.flux_app(scope, receive, send)
             return
         # At most one byte past the limit is read: enough for the pipeline to answer 413.
-        request = await read_request(scope, receive, max_body_bytes=self.project.config.limits.max_body_bytes)
+        request = await read_request(scope, receive, max_body_bytes=self.project.config.limits.max_body_bytes,
+                                     source_ip=self._source_ip if self.project.config.gateway.trusted_proxies
+                                     else None)
         if request is None:
             return
-        raw_path = scope.get("raw_path")
-        request = dataclasses.replace(
-            request, raw_path=raw_path.decode("latin-1") if isinstance(raw_path, bytes) else None,
-            source_ip=client_ip(request.source_ip, request.header("x-forwarded-for"),
-                                self.project.config.gateway.trusted_proxies))
         response = await self.handle(request)
         await send_response(send, response, head=request.method == "HEAD")
+
+    def _source_ip(self, peer: str, raw_headers: list[tuple[bytes, bytes]]) -> str:
+        forwarded = b",".join(v for k, v in raw_headers if k.lower() == b"x-forwarded-for")
+        return client_ip(peer, forwarded.decode("latin-1") or None, self.project.config.gateway.trusted_proxies)
 
     async def handle(self, request: HttpRequest) -> HttpResponse:
         """One request through the local gateway (also the in-process test client's entry)."""

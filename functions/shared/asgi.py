@@ -18,29 +18,42 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def read_request(scope: Scope, receive: Receive, *, max_body_bytes: int) -> HttpRequest | None:
+async def read_request(scope: Scope, receive: Receive, *, max_body_bytes: int,
+                       source_ip: Callable[[str, list[tuple[bytes, bytes]]], str] | None = None) -> HttpRequest | None:
     """The request, with at most ``max_body_bytes + 1`` bytes of body read (enough to tell it is too large).
 
+    ``raw_path`` is ASGI's, still percent-encoded, for routing. ``source_ip`` (peer, raw headers) -> the
+    client address, when the caller must look past trusted proxies; otherwise the socket peer is it.
     None when the client went away before the body arrived.
     """
     limit = max_body_bytes + 1
-    chunks: list[bytes] = []
-    size = 0
-    more = True
-    while more and size < limit:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunk = message.get("body", b"")
-        chunks.append(chunk)
-        size += len(chunk)
-        more = message.get("more_body", False)
-    client = scope.get("client") or ("127.0.0.1", 0)
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return None
+    body: bytes = message.get("body", b"")
+    if message.get("more_body", False):  # a streamed body: gather chunks up to the limit
+        chunks = [body]
+        size = len(body)
+        more = True
+        while more and size < limit:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+    raw_headers = scope.get("headers") or []
+    client = scope.get("client")
+    peer = client[0] if client else "127.0.0.1"
+    raw_path = scope.get("raw_path")
     return HttpRequest(
-        method=scope["method"], path=scope.get("path") or "/",
-        raw_query=(scope.get("query_string") or b"").decode("latin-1"),
-        headers=tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers") or []),
-        body=b"".join(chunks)[:limit], source_ip=client[0],
+        scope["method"], scope.get("path") or "/", (scope.get("query_string") or b"").decode("latin-1"),
+        tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw_headers),
+        body[:limit] if len(body) > limit else body,
+        source_ip(peer, raw_headers) if source_ip is not None else peer,
+        raw_path.decode("latin-1") if isinstance(raw_path, bytes) else None,
     )
 
 
