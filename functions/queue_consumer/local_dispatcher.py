@@ -32,6 +32,9 @@ _log = logging.getLogger("flux.queue")
 
 #: Done rows older than this are deleted at start (their counters stay in ``flux queue stats``).
 DONE_RETENTION_S = 7 * 86_400
+#: With nothing due, the dispatcher still looks once a second: another process (``flux queue replay``)
+#: may add jobs to the file, and its enqueue cannot wake this one.
+IDLE_POLL_S = 1.0
 
 
 def visibility_timeout_s(project: Project) -> float:
@@ -44,16 +47,23 @@ def visibility_timeout_s(project: Project) -> float:
 
 class LocalDispatcher:
     def __init__(self, queue: JobQueue, invoker: Invoker, project: Project, sink: SpanSink, *,
-                 poll_interval_s: float = 0.05, concurrency: int = 4, grace_s: float = 30.0,
+                 poll_interval_s: float = 0.05, idle_poll_s: float = IDLE_POLL_S, concurrency: int = 4,
+                 grace_s: float = 30.0,
                  rng: Uniform | None = None,
                  on_attempt: Callable[[ReceivedJob, AttemptResult], None] | None = None) -> None:
-        """``on_attempt`` sees every settled attempt (`flux dev` prints one line per job attempt)."""
+        """``on_attempt`` sees every settled attempt (`flux dev` prints one line per job attempt).
+
+        Between polls the dispatcher sleeps until the next queued job comes due (a delay, a retry's
+        backoff), at least ``poll_interval_s`` and at most ``idle_poll_s``; an enqueue in this process
+        wakes it at once (:meth:`wake`). An idle ``flux dev`` so wakes once a second, not 20 times.
+        """
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.queue = queue
         self.runner = JobRunner(queue, invoker, project, sink, rng=rng)
         self.on_attempt = on_attempt
         self.poll_interval_s = poll_interval_s
+        self.idle_poll_s = max(idle_poll_s, poll_interval_s)
         self.concurrency = concurrency
         self.grace_s = grace_s
         self._visibility_s = visibility_timeout_s(project)
@@ -129,10 +139,10 @@ class LocalDispatcher:
             self._wake.clear()
             free = self.concurrency - len(self._tasks)
             jobs: list[ReceivedJob] = []
+            sleep_s = self.poll_interval_s
             if free > 0:
                 try:
-                    jobs = await asyncio.to_thread(self.queue.receive, max_messages=free,
-                                                   visibility_timeout_s=self._visibility_s)
+                    jobs, sleep_s = await asyncio.to_thread(self._receive, free)
                 except Exception:  # noqa: BLE001 - a locked or broken file must not kill flux dev
                     _log.exception("queue: receive failed; retrying")
             for job in jobs:
@@ -144,7 +154,17 @@ class LocalDispatcher:
             if jobs and len(jobs) == free:
                 continue  # the queue may hold more; poll again as soon as a slot frees
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=sleep_s)
+
+    def _receive(self, free: int) -> tuple[list[ReceivedJob], float]:
+        """(jobs, how long to sleep before polling again), in one thread hop."""
+        jobs = self.queue.receive(max_messages=free, visibility_timeout_s=self._visibility_s)
+        if len(jobs) == free:
+            return jobs, self.poll_interval_s
+        due = self.queue.next_visible_in_s()
+        if due is None:
+            return jobs, self.idle_poll_s
+        return jobs, min(self.idle_poll_s, max(self.poll_interval_s, due))
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -73,6 +73,12 @@ class QueueStats:
 class JobQueue(ABC):
     """Port: a durable at-least-once queue of :class:`JobMessage` with a dead-letter queue."""
 
+    def next_visible_in_s(self) -> float | None:
+        """Seconds until the next queued message becomes deliverable, None when none is queued.
+
+        An adapter that cannot tell answers 0 (maybe now), so a poller keeps its shortest interval."""
+        return 0.0
+
     def close(self) -> None:  # noqa: B027 - optional: only adapters holding a resource (SQLite) override it
         """Release what the adapter holds; SQS clients hold nothing worth closing."""
 

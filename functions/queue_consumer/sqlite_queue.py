@@ -231,6 +231,14 @@ class SqliteJobQueue(JobQueue):
                 delivered.append(ReceivedJob(JobMessage.from_json(body), receive_count + 1, receipt))
         return delivered
 
+    def next_visible_in_s(self) -> float | None:
+        """When the earliest queued message (a delayed send, a retry's backoff, a lease) comes due."""
+        with self._use() as conn:
+            row = conn.execute("SELECT MIN(visible_at_us) FROM jobs WHERE state = 'queued'").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return max(0.0, (int(row[0]) - self._now_us()) / 1_000_000)
+
     def ack(self, job: ReceivedJob) -> None:
         # By job id, not receipt: the function did succeed, even if its lease had expired meanwhile.
         now = self._now_us()

@@ -9,6 +9,7 @@ code path whether a function runs on a laptop or in Lambda.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Iterable
@@ -90,8 +91,9 @@ def build_event(request: HttpRequest, *, route_key: str, path_parameters: dict[s
     headers, cookies = _fold_headers(request.headers)
     text = _is_text(headers.get("content-type"))
     query: dict[str, str] = {}
-    for key, value in parse_qsl(request.raw_query, keep_blank_values=True):
-        query[key] = f"{query[key]},{value}" if key in query else value
+    if request.raw_query:
+        for key, value in parse_qsl(request.raw_query, keep_blank_values=True):
+            query[key] = f"{query[key]},{value}" if key in query else value
     epoch_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     event: dict[str, Any] = {
         "version": "2.0",
@@ -114,7 +116,7 @@ def build_event(request: HttpRequest, *, route_key: str, path_parameters: dict[s
             "requestId": request_id,
             "routeKey": route_key,
             "stage": stage,
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),
+            "time": _clf_time(epoch_ms // 1000),
             "timeEpoch": epoch_ms,
         },
         "isBase64Encoded": not text,
@@ -132,6 +134,12 @@ def build_event(request: HttpRequest, *, route_key: str, path_parameters: dict[s
             event["body"] = base64.b64encode(request.body).decode()
             event["isBase64Encoded"] = True
     return event
+
+
+@functools.lru_cache(maxsize=4)
+def _clf_time(epoch_s: int) -> str:
+    """``requestContext.time`` (CLF format) of a second: formatted once per second, not per request."""
+    return time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_s))
 
 
 def event_body(event: dict[str, Any]) -> bytes:
@@ -167,7 +175,8 @@ def request_view(event: dict[str, Any], body: bytes, *, route: str) -> dict[str,
         "path": str(http.get("path") or event.get("rawPath") or ""),
         "route": route,
         "params": {str(k): str(v) for k, v in (event.get("pathParameters") or {}).items()},
-        "query": parse_qs(str(event.get("rawQueryString") or ""), keep_blank_values=True),
+        "query": parse_qs(raw_query, keep_blank_values=True) if (raw_query := str(event.get("rawQueryString") or ""))
+        else {},
         "headers": {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()},
         "cookies": cookies,
         "body": body,

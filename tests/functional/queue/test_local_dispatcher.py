@@ -211,3 +211,34 @@ def test_a_graceful_stop_lets_running_jobs_finish(project: Project) -> None:
     asyncio.run(scenario())
     assert invoker.successes["slow"] == 1
     assert queue.stats()["send_invoice"].done == 1
+
+
+
+def test_an_idle_dispatcher_sleeps_until_the_next_job_is_due_not_every_poll_interval(project: Project) -> None:
+    queue, invoker, sink = queue_of(project), FakeInvoker(), MemorySink()
+    assert queue.next_visible_in_s() is None  # nothing queued: the dispatcher looks once per idle_poll_s
+    receives = 0
+    original = queue.receive
+
+    def counting(**kwargs: Any) -> Any:
+        nonlocal receives
+        receives += 1
+        return original(**kwargs)
+
+    async def scenario() -> float:
+        # No on_enqueued wake-up: the dispatcher must find the delayed job from its due time alone.
+        await enqueue(EnqueueService(queue, project), "send_invoice", {"key": "late"}, sink, {"delay_s": 0.4})
+        due = queue.next_visible_in_s()
+        assert due is not None and 0.2 < due <= 0.4
+        queue.receive = counting  # type: ignore[method-assign]
+        dispatcher = LocalDispatcher(queue, invoker, project, sink, poll_interval_s=0.005, idle_poll_s=5)
+        started = time.monotonic()
+        await dispatcher.start()
+        await wait_until(lambda: invoker.successes["late"] == 1)
+        ran_after = time.monotonic() - started
+        await dispatcher.stop()
+        return ran_after
+
+    ran_after = asyncio.run(scenario())
+    assert 0.2 < ran_after < 1.5  # it ran when due, though idle_poll_s is 5 s
+    assert receives <= 4  # not one receive per 5 ms poll interval (about 80 before it came due)
