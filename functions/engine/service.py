@@ -28,7 +28,7 @@ from functions.engine.model import Query, SelectQuery, conjuncts, leaves, parse_
 from functions.engine.refs import Output, resolve
 from functions.engine.schema import Schema
 from functions.engine.selects import ROW, TOTAL, embed_summary
-from functions.engine.values import row_to_json
+from functions.engine.values import rows_to_json
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, PermissionDenied
 from functions.shared.spans import OpenSpan, SafeSink, Span, start_span
@@ -272,7 +272,7 @@ def _rows(outcome: Outcome, limit: int, query: Query) -> tuple[list[dict[str, An
         rows = rows[:limit]
     if count is not None and query.limit == 0:
         truncated = count > getattr(query, "offset", 0)
-    return [row_to_json(r) for r in rows], truncated, count
+    return rows_to_json(rows), truncated, count
 
 
 def _shaped(query: Query, rows: list[dict[str, Any]], truncated: bool, count: int | None) -> dict[str, Any]:

@@ -74,6 +74,36 @@ def row_to_json(row: dict[str, Any]) -> dict[str, Any]:
     return {key: to_json(value) for key, value in row.items()}
 
 
+_PLAIN_TYPES = frozenset({str, bool, type(None)})
+
+
+def _needs_conversion(rows: list[dict[str, Any]], key: str) -> bool:
+    kinds = {type(row[key]) for row in rows}
+    if kinds <= _PLAIN_TYPES:
+        return False
+    if kinds <= _PLAIN_TYPES | {int}:
+        return not all(-_JS_SAFE <= row[key] <= _JS_SAFE for row in rows if type(row[key]) is int)
+    if kinds <= _PLAIN_TYPES | {float}:
+        return not all(math.isfinite(row[key]) for row in rows if type(row[key]) is float)
+    return True
+
+
+def rows_to_json(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``[row_to_json(r) for r in rows]``, converting only the columns that hold a value needing it.
+
+    Rows of one result share their columns. Most columns (text, booleans, small integers) need
+    nothing, so each column's value types are collected first (one set comprehension) and only
+    the columns holding a timestamp, a decimal, a big integer and the like are converted, in place.
+    """
+    if not rows:
+        return rows
+    convert = [key for key in rows[0] if _needs_conversion(rows, key)]
+    for row in rows:
+        for key in convert:
+            row[key] = to_json(row[key])
+    return rows
+
+
 def _decimal(value: Decimal) -> int | float | str:
     if not value.is_finite():
         return str(value)

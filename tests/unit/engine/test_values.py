@@ -9,8 +9,10 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from functions.engine.values import row_to_json, to_json
+from functions.engine.values import row_to_json, rows_to_json, to_json
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -57,3 +59,16 @@ def test_a_converted_row_is_json_serialisable() -> None:
            "ref": uuid.uuid4()}
     text = json.dumps(row_to_json(row))
     assert json.loads(text)["price"] == 9.99
+
+
+CELLS = [None, "text", True, 7, 2**53, -(2**60), 1.5, float("nan"), float("inf"), Decimal("12.50"),
+         Decimal("0.10000000000000000001"), dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), dt.date(2024, 5, 1),
+         uuid.UUID(int=5), b"\x00\xff", [1, 2**60], {"a": Decimal("1.5")}]
+
+
+@given(st.lists(st.lists(st.sampled_from(CELLS), min_size=3, max_size=3), max_size=6))
+def test_rows_converted_by_column_equal_rows_converted_cell_by_cell(table: list[list[object]]) -> None:
+    rows = [{"a": a, "b": b, "c": c} for a, b, c in table]
+    expected = [row_to_json(dict(r)) for r in rows]
+    got = rows_to_json([dict(r) for r in rows])
+    assert json.dumps(got, sort_keys=True) == json.dumps(expected, sort_keys=True)
