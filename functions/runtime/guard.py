@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from functions.shared.spans import LogRecord, Span, SpanSink, redact, storable, storable_tree
+from functions.shared.spans import LogRecord, Span, SpanSink, redact, storable
 
 MAX_LOG_LINES = 1_000
 MAX_LOG_BYTES = 1024 * 1024
@@ -90,16 +90,69 @@ def clip_tree(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
     return value
 
 
+def _clean_text(text: str, limit: int) -> str:
+    """:func:`clip` then :func:`storable` (ASCII, the common case, is storable as it is)."""
+    if len(text) > limit:
+        text = clip(text, limit)
+    return text if text.isascii() else storable(text)
+
+
+def _clean_tree(value: Any, limit: int = MAX_VALUE_CHARS) -> Any:
+    """``storable_tree(clip_tree(value))`` in one walk; scalars other than strings are kept as they are."""
+    kind = type(value)
+    if kind is str:
+        return _clean_text(value, limit)
+    if kind is dict or isinstance(value, dict):
+        return {_clean_text(k, 256) if type(k) is str else k: _clean_tree(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_tree(v, limit) for v in value]
+    if isinstance(value, str):  # a str subclass
+        return _clean_text(str(value), limit)
+    return value
+
+
+_encode = json.JSONEncoder(default=str).encode  # one encoder: json.dumps(default=) builds one per call
+_SCALAR_JSON_CHARS = 32  # the longest JSON of a number, true, false or null
+
+
+def _surely_fits(attrs: dict[str, Any]) -> bool:
+    """Whether the attributes' JSON is surely under MAX_ATTRS_CHARS, without encoding them.
+
+    An upper bound: a character of a string is at most 6 in JSON (``\\uXXXX``), plus quotes, colon
+    and comma. Anything but a flat dict of strings and scalars is left to the exact measure.
+    """
+    budget = MAX_ATTRS_CHARS
+    for key, value in attrs.items():
+        if type(key) is not str:
+            return False
+        budget -= 6 * len(key) + 4
+        if type(value) is str:
+            budget -= 6 * len(value) + 3
+        elif value is None or type(value) in (int, float, bool):
+            budget -= _SCALAR_JSON_CHARS
+        else:
+            return False
+        if budget < 0:
+            return False
+    return True
+
+
 def bounded_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     """Attributes with each value clipped, and the whole set under MAX_ATTRS_CHARS of JSON."""
-    clipped = clip_tree(attrs)
-    size = len(json.dumps(clipped, default=str))
+    return _bounded(clip_tree(attrs))
+
+
+def _bounded(clipped: dict[str, Any]) -> dict[str, Any]:
+    """``clipped`` (already clipped), cut to MAX_ATTRS_CHARS of JSON."""
+    if _surely_fits(clipped):
+        return clipped
+    size = len(_encode(clipped))
     if size <= MAX_ATTRS_CHARS:
         return clipped
     kept: dict[str, Any] = {}
     used = 0
     for key, value in clipped.items():
-        cost = len(json.dumps({key: value}, default=str))
+        cost = len(_encode({key: value}))
         if used + cost > MAX_ATTRS_CHARS:
             kept["attrs.truncated"] = f"{len(clipped) - len(kept)} attributes dropped ({size} characters in all)"
             break
@@ -117,12 +170,15 @@ class GuardedSink(SpanSink):
         self.budget = budget
 
     def clean_span(self, span: Span) -> Span:
-        return replace(span, name=storable(clip(redact(span.name, self.secrets), 256)),
-                       attrs=storable_tree(bounded_attrs(redact(span.attrs, self.secrets))))
+        # Built directly: dataclasses.replace costs more than everything else here together.
+        return Span(span.trace_id, span.span_id, span.parent_span_id, span.kind,
+                    _clean_text(redact(span.name, self.secrets), 256), span.start_us, span.duration_us,
+                    span.status, _bounded(_clean_tree(redact(span.attrs, self.secrets))))
 
     def clean_log(self, record: LogRecord) -> LogRecord:
-        return replace(record, message=storable(clip(redact(record.message, self.secrets), MAX_MESSAGE_CHARS)),
-                       fields=storable_tree(bounded_attrs(redact(record.fields, self.secrets))))
+        return LogRecord(record.trace_id, record.span_id, record.ts_us, record.level, record.function,
+                         _clean_text(redact(record.message, self.secrets), MAX_MESSAGE_CHARS),
+                         _bounded(_clean_tree(redact(record.fields, self.secrets))))
 
     def write_spans(self, spans: Sequence[Span]) -> None:
         kept = [self.clean_span(s) for s in spans if self.budget.take_span()]
@@ -133,7 +189,7 @@ class GuardedSink(SpanSink):
         kept = []
         for record in logs:
             clean = self.clean_log(record)
-            size = len(clean.message) + len(json.dumps(clean.fields, default=str))
+            size = len(clean.message) + len(_encode(clean.fields))
             if self.budget.take_log(size):
                 kept.append(clean)
         if kept:

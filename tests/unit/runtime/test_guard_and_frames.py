@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from functions.runtime.frames import DoneFrame, FrameError, LogFrame, SpanFrame, parse_frame
-from functions.runtime.guard import MAX_ATTRS_CHARS, MAX_SPANS, Budget, GuardedSink, bounded_attrs, clip
-from functions.shared.spans import LogRecord, MemorySink, Span
+from functions.runtime.guard import MAX_ATTRS_CHARS, MAX_SPANS, Budget, GuardedSink, bounded_attrs, clip, clip_tree
+from functions.shared.spans import LogRecord, MemorySink, Span, storable_tree
 
 
 @pytest.mark.parametrize("frame, where", [
@@ -60,3 +62,34 @@ def test_the_guard_redacts_keys_and_counts_dropped_spans() -> None:
     guard.write_spans([Span("t" * 32, f"{i:016x}", "p" * 16, "custom", "n", 1, 1) for i in range(MAX_SPANS + 5)])
     assert len(inner.spans) == MAX_SPANS
     assert budget.summary() == {"spans.dropped": 5}
+
+
+def _reference_attrs(attrs: dict) -> dict:
+    """What GuardedSink stored before its single-walk fast path: clip, measure the JSON, cut, make storable."""
+    clipped = clip_tree(attrs)
+    size = len(json.dumps(clipped, default=str))
+    if size > MAX_ATTRS_CHARS:
+        kept, used = {}, 0
+        for key, value in clipped.items():
+            cost = len(json.dumps({key: value}, default=str))
+            if used + cost > MAX_ATTRS_CHARS:
+                kept["attrs.truncated"] = f"{len(clipped) - len(kept)} attributes dropped ({size} characters in all)"
+                break
+            kept[key] = value
+            used += cost
+        clipped = kept
+    return storable_tree(clipped)
+
+
+_TEXT = st.one_of(st.text(max_size=20), st.text(min_size=3000, max_size=5000), st.just("\ud800 lone"),
+                  st.just("é" * 4100))
+_VALUES = st.one_of(_TEXT, st.integers(), st.floats(allow_nan=False), st.booleans(), st.none(),
+                    st.lists(_TEXT, max_size=3), st.dictionaries(_TEXT, _TEXT, max_size=2))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.text(max_size=300), _VALUES, max_size=40))
+def test_a_cleaned_span_stores_what_the_reference_pipeline_stores(attrs: dict) -> None:
+    span = Span("a" * 32, "b" * 16, None, "custom", "x", 1, 2, "ok", attrs)
+    cleaned = GuardedSink(MemorySink(), set(), Budget()).clean_span(span)
+    assert cleaned.attrs == _reference_attrs(attrs)
