@@ -7,7 +7,7 @@ record their spans as children of the span that was current in user code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from functions.shared.spans import NullSink, SpanSink
@@ -29,4 +29,6 @@ class CallContext:
     request: dict[str, Any] | None = None
 
     def child(self, parent_span_id: str | None, *, issued_us: int | None = None) -> CallContext:
-        return replace(self, parent_span_id=parent_span_id, issued_us=issued_us)
+        # Built directly: dataclasses.replace on a frozen dataclass costs ~8 µs, and this runs per ctx call.
+        return CallContext(self.trace_id, parent_span_id, self.function, self.request_id, self.sink, self.auth,
+                           issued_us, self.request)
