@@ -31,6 +31,9 @@ MAX_LISTED_ERRORS = 10
 _CACHE_SIZE = 256
 
 _cache: dict[str, Draft202012Validator] = {}
+# The same schema object (a function's input_schema from its loaded manifest) comes back on every
+# request: found by identity first, without re-serialising it (the object is kept, so its id stays its own).
+_by_identity: dict[int, tuple[dict[str, Any], Draft202012Validator]] = {}
 
 
 class InvalidForm(InvalidJson):
@@ -44,6 +47,9 @@ _lock = threading.Lock()
 
 def compiled(schema: dict[str, Any]) -> Draft202012Validator:
     """The cached validator for ``schema``."""
+    known = _by_identity.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
     key = json.dumps(schema, sort_keys=True, separators=(",", ":"))
     validator = _cache.get(key)
     if validator is None:
@@ -54,6 +60,10 @@ def compiled(schema: dict[str, Any]) -> Draft202012Validator:
             if len(_cache) >= _CACHE_SIZE:
                 _cache.clear()
             _cache[key] = validator
+    with _lock:
+        if len(_by_identity) >= _CACHE_SIZE:
+            _by_identity.clear()
+        _by_identity[id(schema)] = (schema, validator)
     return validator
 
 
