@@ -2,7 +2,7 @@
 
 Every table and column is looked up in the introspected :class:`Schema` first (unknown →
 400 naming it, with a close match when there is one), and only then rendered, through
-``psycopg.sql.Identifier``. Values never enter the SQL text: each becomes a bound
+quoted identifiers (``conditions.ident``). Values never enter the SQL text: each becomes a bound
 parameter, converted for its column's type (an ``"42"`` from a query string for an
 integer column becomes ``42``, a UUID string a ``UUID``, a base64 string for ``bytea``
 bytes, anything for ``json``/``jsonb`` a JSON parameter) so type mistakes are 400s with
