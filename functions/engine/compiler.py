@@ -26,9 +26,11 @@ from functions.engine.conditions import (
     COMPARISONS,
     Binder,
     TableTarget,
+    composed,
     ident,
     resolve_column,
     resolve_table,
+    sql_join,
     where_clause,
 )
 from functions.engine.model import (
@@ -123,12 +125,13 @@ def _insert(q: InsertQuery, table: Table, binder: Binder) -> sql.Composed:
                     cells.append(binder.param(column, row[column.name], f"{prefix}.{column.name}"))
                 else:
                     cells.append(sql.SQL("DEFAULT"))
-            tuples.append(sql.Composed([_OPEN, _COMMA.join(cells), _CLOSE]))
-        parts += [sql.SQL(" ("), _COMMA.join(_ident(n) for n in names), sql.SQL(") VALUES "), _COMMA.join(tuples)]
+            tuples.append(composed([_OPEN, sql_join(_COMMA, cells), _CLOSE]))
+        parts += [sql.SQL(" ("), sql_join(_COMMA, [_ident(n) for n in names]), sql.SQL(") VALUES "),
+                  sql_join(_COMMA, tuples)]
     if isinstance(q, UpsertQuery):
         parts += _on_conflict(q, table, names)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _on_conflict(q: UpsertQuery, table: Table, names: list[str]) -> list[sql.Composable]:
@@ -142,10 +145,10 @@ def _on_conflict(q: UpsertQuery, table: Table, names: list[str]) -> list[sql.Com
             raise InvalidQuery(f"on_conflict: ({', '.join(keys)}) is not the primary key or a unique index "
                                f"of table '{table.name}'")
     updates = [n for n in names if n not in keys]
-    target = _COMMA.join(_ident(k) for k in keys)
+    target = sql_join(_COMMA, [_ident(k) for k in keys])
     if not updates:
         return [sql.SQL(" ON CONFLICT ("), target, sql.SQL(") DO NOTHING")]
-    sets = _COMMA.join(sql.Composed([_ident(n), sql.SQL(" = EXCLUDED."), _ident(n)]) for n in updates)
+    sets = sql_join(_COMMA, [composed([_ident(n), sql.SQL(" = EXCLUDED."), _ident(n)]) for n in updates])
     return [sql.SQL(" ON CONFLICT ("), target, sql.SQL(") DO UPDATE SET "), sets]
 
 
@@ -153,12 +156,12 @@ def _update(q: UpdateQuery, table: Table, binder: Binder) -> sql.Composed:
     sets = []
     for name, value in q.data.items():
         column = resolve_column(table, name, f"data.{name}")
-        sets.append(sql.Composed([_ident(column.name), COMPARISONS["eq"], _value(column, value, f"data.{name}",
+        sets.append(composed([_ident(column.name), COMPARISONS["eq"], _value(column, value, f"data.{name}",
                                                                                   binder)]))
-    parts: list[sql.Composable] = [sql.SQL("UPDATE "), _ident(table.name), sql.SQL(" SET "), _COMMA.join(sets)]
+    parts: list[sql.Composable] = [sql.SQL("UPDATE "), _ident(table.name), sql.SQL(" SET "), sql_join(_COMMA, sets)]
     parts += where_clause(q.filters, TableTarget(table), binder)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _value(column: Column, value: Any, where: str, binder: Binder) -> sql.Composable:
@@ -172,7 +175,7 @@ def _value(column: Column, value: Any, where: str, binder: Binder) -> sql.Compos
             raise InvalidQuery(f"{where}.{kind}: '{kind}' needs a numeric column; '{column.name}' is {column.type}")
         if amount is None or (isinstance(amount, dict | list) and not is_ref(amount)):
             raise InvalidQuery(f"{where}.{kind}: needs a number")
-        return sql.Composed([_ident(column.name), _EXPRESSIONS[kind], binder.param(column, amount,
+        return composed([_ident(column.name), _EXPRESSIONS[kind], binder.param(column, amount,
                                                                                    f"{where}.{kind}")])
     return binder.param(column, value, where)
 
@@ -181,7 +184,7 @@ def _delete(q: DeleteQuery, table: Table, binder: Binder) -> sql.Composed:
     parts: list[sql.Composable] = [sql.SQL("DELETE FROM "), _ident(table.name)]
     parts += where_clause(q.filters, TableTarget(table), binder)
     parts += _returning(q.returning, table)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _returning(returning: tuple[str, ...] | None, table: Table) -> list[sql.Composable]:
@@ -190,4 +193,4 @@ def _returning(returning: tuple[str, ...] | None, table: Table) -> list[sql.Comp
     if not returning:
         return []
     names = [_ident(resolve_column(table, c, f"returning[{i}]").name) for i, c in enumerate(returning)]
-    return [sql.SQL(" RETURNING "), _COMMA.join(names)]
+    return [sql.SQL(" RETURNING "), sql_join(_COMMA, names)]

@@ -23,10 +23,12 @@ from functions.engine.conditions import (
     Binder,
     TableTarget,
     Target,
+    composed,
     conjunction,
     ident,
     resolve_column,
     resolve_table,
+    sql_join,
     where_clause,
 )
 from functions.engine.model import MAX_LIMIT, Aggregate, Embed, SelectQuery, walk_embeds
@@ -85,7 +87,7 @@ def compile_select(q: SelectQuery, table: Table, schema: Schema, binder: Binder)
                                    _CLOSE, _AS, ident("c"), _NUMBERED.format(row=ident(ROW), p0=ident("p0")),
                                    _rows(q, table, schema, binder), _CLOSE, _AS, ident("p0"), _CLOSE, _AS,
                                    ident("p"), _ON_TRUE, _ORDER_BY, ident("p", ROW)]
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def output_columns(q: SelectQuery, table: Table) -> frozenset[str]:
@@ -110,7 +112,8 @@ def _plain(q: SelectQuery, table: Table, binder: Binder, *, paged: bool) -> sql.
     if q.columns is None:
         columns: sql.Composable = _STAR
     else:
-        columns = _COMMA.join(ident(resolve_column(table, c, f"columns[{i}]").name) for i, c in enumerate(q.columns))
+        columns = sql_join(_COMMA, [ident(resolve_column(table, c, f"columns[{i}]").name)
+                                    for i, c in enumerate(q.columns)])
     if q.distinct and q.columns is not None:
         for i, o in enumerate(q.order):
             if o.column not in q.columns:
@@ -122,15 +125,15 @@ def _plain(q: SelectQuery, table: Table, binder: Binder, *, paged: bool) -> sql.
     if paged:
         parts += _order(q, target)
         parts += _limit(q, binder)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _order(q: SelectQuery | Embed, target: Target, where: str = "order") -> list[sql.Composable]:
     if not q.order:
         return []
-    keys = [sql.Composed([target.resolve(o.column, f"{where}[{i}].column")[1], _DIRECTIONS[o.direction]])
+    keys = [composed([target.resolve(o.column, f"{where}[{i}].column")[1], _DIRECTIONS[o.direction]])
             for i, o in enumerate(q.order)]
-    return [_ORDER_BY, _COMMA.join(keys)]
+    return [_ORDER_BY, sql_join(_COMMA, keys)]
 
 
 def _limit(q: SelectQuery, binder: Binder) -> list[sql.Composable]:
@@ -150,8 +153,8 @@ def _count(q: SelectQuery, table: Table, schema: Schema, binder: Binder) -> sql.
     else:
         parts: list[sql.Composable] = [_SELECT, _COUNT_STAR, _AS, ident(TOTAL), _FROM, ident(table.name)]
         parts += _base_where(q, table, schema, binder, _Aliases())
-        return sql.Composed(parts)
-    return sql.Composed([_COUNT_OF.format(total=ident(TOTAL)), inner, _CLOSE, _AS, ident("q")])
+        return composed(parts)
+    return composed([_COUNT_OF.format(total=ident(TOTAL)), inner, _CLOSE, _AS, ident("q")])
 
 
 # -- GROUP BY and aggregates -------------------------------------------------------------------------------
@@ -194,18 +197,18 @@ def _grouped(q: SelectQuery, table: Table, binder: Binder, *, paged: bool) -> sq
                                "with 'as'")
         aggregates[name] = _aggregate(aggregate, table, f"aggregates[{i}]")
     items: list[sql.Composable] = [ident(c) for c in selected]
-    items += [sql.Composed([expr, _AS, ident(name)]) for name, (_, expr) in aggregates.items()]
-    parts: list[sql.Composable] = [_SELECT, _COMMA.join(items), _FROM, ident(table.name)]
+    items += [composed([expr, _AS, ident(name)]) for name, (_, expr) in aggregates.items()]
+    parts: list[sql.Composable] = [_SELECT, sql_join(_COMMA, items), _FROM, ident(table.name)]
     parts += where_clause(q.filters, TableTarget(table), binder)
     if groups:
-        parts += [_GROUP_BY, _COMMA.join(ident(c) for c in groups)]
+        parts += [_GROUP_BY, sql_join(_COMMA, [ident(c) for c in groups])]
     if q.having:
         target = _AggregateTarget(table, aggregates, frozenset(groups))
         parts += [_HAVING, conjunction(q.having, target, binder, "having")]
     if paged:
         parts += _order(q, _AggregateTarget(table, aggregates, frozenset(groups), for_order=True))
         parts += _limit(q, binder)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _aggregate(aggregate: Aggregate, table: Table, where: str) -> tuple[Column, sql.Composable]:
@@ -221,8 +224,8 @@ def _aggregate(aggregate: Aggregate, table: Table, where: str) -> tuple[Column, 
                            f"{column.type}")
     argument: sql.Composable = ident(column.name)
     if aggregate.distinct:
-        argument = sql.Composed([sql.SQL("DISTINCT "), argument])
-    expr = sql.Composed([sql.SQL(fn), _OPEN, argument, _CLOSE])
+        argument = composed([sql.SQL("DISTINCT "), argument])
+    expr = composed([sql.SQL(fn), _OPEN, argument, _CLOSE])
     if fn == "count":
         result = Column(name=aggregate.name, type="bigint", udt="int8", category="N")
     elif fn in ("sum", "avg"):
@@ -269,7 +272,7 @@ def _embedded(q: SelectQuery, table: Table, schema: Schema, binder: Binder) -> s
     base += _limit(q, binder)
     outer = TableTarget(table, table.name)
     if q.columns is None:
-        items: list[sql.Composable] = [sql.Composed([ident(table.name), sql.SQL("."), _STAR])]
+        items: list[sql.Composable] = [composed([ident(table.name), sql.SQL("."), _STAR])]
     else:
         items = [outer.resolve(c, f"columns[{i}]")[1] for i, c in enumerate(q.columns)]
     joins: list[sql.Composable] = []
@@ -277,10 +280,10 @@ def _embedded(q: SelectQuery, table: Table, schema: Schema, binder: Binder) -> s
         item, join = _join(alias, embed, table, table.name, schema, binder, aliases, f"embed.{alias}")
         items.append(item)
         joins.append(join)
-    parts: list[sql.Composable] = [_SELECT, _COMMA.join(items), _FROM, _OPEN, sql.Composed(base), _CLOSE, _AS,
+    parts: list[sql.Composable] = [_SELECT, sql_join(_COMMA, items), _FROM, _OPEN, composed(base), _CLOSE, _AS,
                                    ident(table.name), *joins]
     parts += _order(q, outer)
-    return sql.Composed(parts)
+    return composed(parts)
 
 
 def _base_where(q: SelectQuery | Embed, table: Table, schema: Schema, binder: Binder, aliases: _Aliases,
@@ -295,7 +298,7 @@ def _base_where(q: SelectQuery | Embed, table: Table, schema: Schema, binder: Bi
         if embed.inner:
             conditions.append(_exists(embed, table, qualifier or table.name, schema, binder, aliases,
                                       f"{where}embed.{alias}"))
-    return [_WHERE, _AND.join(conditions)] if conditions else []
+    return [_WHERE, sql_join(_AND, conditions)] if conditions else []
 
 
 def _exists(embed: Embed, parent: Table, parent_name: str, schema: Schema, binder: Binder, aliases: _Aliases,
@@ -306,11 +309,11 @@ def _exists(embed: Embed, parent: Table, parent_name: str, schema: Schema, binde
     join = [_pair(name, c, parent_name, p) for c, p in rel.pairs]
     target = TableTarget(child, name)
     conditions = join + ([conjunction(embed.filters, target, binder, f"{where}.filters")] if embed.filters else [])
-    return sql.Composed([_EXISTS, ident(child.name), _AS, ident(name), _WHERE, _AND.join(conditions), _CLOSE])
+    return composed([_EXISTS, ident(child.name), _AS, ident(name), _WHERE, sql_join(_AND, conditions), _CLOSE])
 
 
 def _pair(child: str, child_column: str, parent: str, parent_column: str) -> sql.Composable:
-    return sql.Composed([ident(child, child_column), _EQ, ident(parent, parent_column)])
+    return composed([ident(child, child_column), _EQ, ident(parent, parent_column)])
 
 
 def _join(alias: str, embed: Embed, parent: Table, parent_name: str, schema: Schema, binder: Binder,
@@ -329,7 +332,7 @@ def _join(alias: str, embed: Embed, parent: Table, parent_name: str, schema: Sch
             raise InvalidQuery(f"{where}.embed.{nested}: '{nested}' is also a column of '{child.name}'; "
                                "pick another alias")
     if embed.columns is None:
-        items: list[sql.Composable] = [sql.Composed([ident(name), sql.SQL("."), _STAR])]
+        items: list[sql.Composable] = [composed([ident(name), sql.SQL("."), _STAR])]
     else:
         items = [target.resolve(c, f"{where}.columns[{i}]")[1] for i, c in enumerate(embed.columns)]
     joins: list[sql.Composable] = []
@@ -339,7 +342,7 @@ def _join(alias: str, embed: Embed, parent: Table, parent_name: str, schema: Sch
         items.append(item)
         joins.append(join)
     on = [_pair(name, c, parent_name, p) for c, p in rel.pairs]
-    inner: list[sql.Composable] = [_SELECT, _COMMA.join(items), _FROM, ident(child.name), _AS, ident(name), *joins]
+    inner: list[sql.Composable] = [_SELECT, sql_join(_COMMA, items), _FROM, ident(child.name), _AS, ident(name), *joins]
     inner += _base_where(embed, child, schema, binder, aliases, name, on, f"{where}.")
     if rel.many:
         inner += _order(embed, target, f"{where}.order")
@@ -351,9 +354,9 @@ def _join(alias: str, embed: Embed, parent: Table, parent_name: str, schema: Sch
     else:
         inner.append(_LIMIT_ONE)
     head = (_MANY if rel.many else _ONE).format(x=_X, v=_V)
-    join = sql.Composed([_LATERAL, head, sql.Composed(inner), _CLOSE, _AS, _X, _CLOSE, _AS, ident(joined),
+    join = composed([_LATERAL, head, composed(inner), _CLOSE, _AS, _X, _CLOSE, _AS, ident(joined),
                          _ON_TRUE])
-    return sql.Composed([ident(joined, "v"), _AS, ident(alias)]), join
+    return composed([ident(joined, "v"), _AS, ident(alias)]), join
 
 
 def embed_summary(q: SelectQuery) -> list[str]:
