@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS spans (
     attrs TEXT NOT NULL,
     PRIMARY KEY (trace_id, span_id)
 );
-CREATE INDEX IF NOT EXISTS spans_roots ON spans (is_root, start_us);
+-- Only request rows are listed by time: a partial index spares every other span an index insert.
+DROP INDEX IF EXISTS spans_roots;
+CREATE INDEX IF NOT EXISTS spans_root_starts ON spans (start_us) WHERE is_root = 1;
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     trace_id TEXT NOT NULL,
