@@ -73,6 +73,11 @@ class QueueStats:
 class JobQueue(ABC):
     """Port: a durable at-least-once queue of :class:`JobMessage` with a dead-letter queue."""
 
+    #: True when :meth:`receive` itself never hands out a job that already succeeded (it reads the
+    #: job's state in the same transaction), so a runner need not ask :meth:`is_done` again, a thread
+    #: hop per job. SQS redelivers succeeded messages, so by default the runner asks.
+    receive_excludes_done: bool = False
+
     def next_visible_in_s(self) -> float | None:
         """Seconds until the next queued message becomes deliverable, None when none is queued.
 

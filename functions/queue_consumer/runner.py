@@ -91,7 +91,7 @@ class JobRunner:
         raises only when the queue itself cannot be updated (the delivery then times out and
         comes back) or when cancelled (the delivery is released first)."""
         message = job.message
-        if await _settle(self.queue.is_done, message.job_id):
+        if not self.queue.receive_excludes_done and await _settle(self.queue.is_done, message.job_id):
             await _settle(self.queue.ack, job)
             return AttemptResult(message.job_id, "duplicate", job.receive_count)
 

@@ -100,6 +100,9 @@ def _max_attempts_fn(value: MaxAttempts) -> Callable[[str], int]:
 class SqliteJobQueue(JobQueue):
     """Durable local queue. ``max_attempts``: per function (mapping or callable) or one number."""
 
+    # receive() delivers only rows still 'queued', in the same transaction that leases them.
+    receive_excludes_done = True
+
     def __init__(self, path: str | Path, *, max_attempts: MaxAttempts = 3,
                  clock: Callable[[], float] = time.time, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)

@@ -242,3 +242,27 @@ def test_an_idle_dispatcher_sleeps_until_the_next_job_is_due_not_every_poll_inte
     ran_after = asyncio.run(scenario())
     assert 0.2 < ran_after < 1.5  # it ran when due, though idle_poll_s is 5 s
     assert receives <= 4  # not one receive per 5 ms poll interval (about 80 before it came due)
+
+
+def test_a_job_from_the_sqlite_queue_is_not_asked_is_done_again(project: Project) -> None:
+    """receive() leases only jobs still queued, so the runner skips is_done (one thread hop per job)."""
+    queue, invoker, sink = queue_of(project), FakeInvoker(), MemorySink()
+    asked: list[str] = []
+    original = queue.is_done
+
+    def counting(job_id: str) -> bool:
+        asked.append(job_id)
+        return original(job_id)
+
+    queue.is_done = counting  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        dispatcher = LocalDispatcher(queue, invoker, project, sink, poll_interval_s=0.005)
+        service = EnqueueService(queue, project, on_enqueued=dispatcher.wake)
+        await dispatcher.start()
+        await enqueue(service, "send_invoice", {"key": "once"}, sink)
+        await wait_until(lambda: invoker.successes["once"] == 1)
+        await dispatcher.stop()
+
+    asyncio.run(scenario())
+    assert asked == [] and queue.stats()["send_invoice"].done == 1
