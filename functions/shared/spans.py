@@ -118,7 +118,7 @@ def start_span(trace_id: str, parent_span_id: str | None, kind: str, name: str, 
     Backdating is bounded (5 s) and never into the future, since ``issued_us`` may come from
     another process's clock.
     """
-    span = OpenSpan(trace_id, parent_span_id, kind, name, attrs=dict(attrs))
+    span = OpenSpan(trace_id, parent_span_id, kind, name, attrs=attrs)  # **attrs is already a fresh dict
     if issued_us is not None:
         lag = span.start_us - int(issued_us)
         if 0 < lag <= _MAX_BACKDATE_US:
