@@ -32,7 +32,7 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[s
     try:
         return state.run(consumer(state).process(event))
     finally:
-        state.sink.flush()  # the container may be frozen right after we return
+        runtime_state.finish(state, context)  # spans: written after the response, before any freeze
 
 
 def reset(replacement: BatchConsumer | None = None) -> None:
