@@ -53,7 +53,7 @@ from functions.aws.bundle import project_root
 from functions.aws.extension import ExtensionsClient, SpanFlushExtension
 from functions.gateway.pipeline import HttpPipeline
 from functions.runtime.host import Runtime, RuntimeOptions, Services
-from functions.shared.manifest import Project, load_project
+from functions.shared.manifest import Project, load_packaged_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
 
 Role = Literal["http", "worker"]
@@ -88,9 +88,11 @@ def _sink(env: Mapping[str, str], project: Project, *, deferred: bool) -> SpanSi
         return NullSink()
     from functions.observability.dynamo_schema import DEFAULT_SHARDS
     from functions.observability.dynamo_store import DynamoSpanStore
-    from functions.shared.aws_clients import client
+    from functions.shared.aws_clients import LazyClient
 
-    store = DynamoSpanStore(client("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
+    # Created on the first write, which the extension makes after the first response: neither INIT nor
+    # that response waits for boto3 and DynamoDB's service model.
+    store = DynamoSpanStore(LazyClient("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
                             retention_days=project.config.observability.retention_days)
     if deferred:
         from functions.aws.deferred_sink import DeferredSink
@@ -146,7 +148,7 @@ def _services(env: Mapping[str, str], project: Project) -> Services:
 
 def build_state(role: Role, env: Mapping[str, str] = os.environ,
                 loop: asyncio.AbstractEventLoop | None = None, *, deferred: bool = False) -> RuntimeState:
-    project = load_project(project_root(env))
+    project = load_packaged_project(project_root(env))  # the bundle's pre-validated manifest
     function = env.get(names.FUNCTION)
     sink = _sink(env, project, deferred=deferred)
     spec = project.functions.get(function or "")
