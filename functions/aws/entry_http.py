@@ -19,8 +19,9 @@ runtime_state.prepare("http")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    state = runtime_state.state("http")
+    state = None
     try:
+        state = runtime_state.state("http")
         return state.run(state.pipeline.handle(event))
     finally:
         runtime_state.finish(state, context)  # spans: written after the response, before any freeze

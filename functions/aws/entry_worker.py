@@ -28,8 +28,9 @@ def consumer(state: runtime_state.RuntimeState) -> BatchConsumer:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
-    state = runtime_state.state("worker")
+    state = None
     try:
+        state = runtime_state.state("worker")
         return state.run(consumer(state).process(event))
     finally:
         runtime_state.finish(state, context)  # spans: written after the response, before any freeze

@@ -190,12 +190,16 @@ def state(role: Role) -> RuntimeState:
     return current
 
 
-def finish(current: RuntimeState, context: Any) -> None:
-    """End of a handler: hand the spans to the extension, or write them now when there is none."""
+def finish(current: RuntimeState | None, context: Any) -> None:
+    """End of a handler: hand the spans to the extension, or write them now when there is none.
+
+    ``current`` is None when the state could not be built: the extension is still told, or it would
+    hold the environment until the invocation's deadline waiting for this handler.
+    """
     extension = _extension
     if extension is not None and extension.active:
         extension.handler_done(getattr(context, "aws_request_id", None))
-    else:
+    elif current is not None:
         current.sink.flush()
 
 

@@ -77,11 +77,12 @@ class Invocation:
     finished: float = 0.0
     runtime_next: float = 0.0   # the runtime asked for its next event (after answering this one)
     phase_ended: float = 0.0    # ... and so had every extension: the Invoke phase is over
+    extensions: int = 0         # how many extensions were registered when it was sent
 
     @property
     def post_runtime_ms(self) -> float:
         """Lambda's ``PostRuntimeExtensionsDuration``: runtime Next to the last extension's Next."""
-        if not self.phase_ended or not self.runtime_next:
+        if not self.extensions or not self.phase_ended or not self.runtime_next:
             return 0.0
         return max(0.0, self.phase_ended - self.runtime_next) * 1000
 
@@ -327,6 +328,7 @@ class RuntimeApi:
         with self._lock:
             self._pending[request_id] = invocation
             self._outstanding = invocation
+            invocation.extensions = len(self.extensions)
             self._runtime_waiting = False   # the event is the runtime's now, and each extension's
             for extension in self.extensions.values():
                 if extension.invoke:

@@ -201,3 +201,25 @@ def test_without_an_active_extension_the_handler_flushes_itself(monkeypatch: pyt
     Extension.active = False  # the thread stopped: back to flushing in the handler
     runtime_state.finish(state, Context("r3"))
     assert flushed == [1, 1] and done == ["r2"]
+
+
+def test_a_handler_whose_state_cannot_be_built_still_tells_the_extension(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Otherwise the extension would hold the environment until the invocation's deadline."""
+    from functions.aws import entry_http
+
+    done: list[str | None] = []
+
+    class Extension:
+        active = True
+
+        def handler_done(self, request_id: str | None) -> None:
+            done.append(request_id)
+
+    def broken(role: str) -> Any:
+        raise OSError("bundle not readable")
+
+    monkeypatch.setattr(runtime_state, "_extension", Extension())
+    monkeypatch.setattr(runtime_state, "state", broken)
+    with pytest.raises(OSError):
+        entry_http.handler({}, Context("r9"))
+    assert done == ["r9"]
