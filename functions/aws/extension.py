@@ -27,8 +27,9 @@ What this promises, and the window that remains:
 
 The thread waits for the handler at most until the invocation's deadline (less a
 margin), so an event the runtime never handed to the handler cannot hold the
-environment past its timeout; whatever is still pending then is written at the
-end of the next invoke.
+environment past its timeout; a handler that finishes after the thread gave up on
+it is told so (:meth:`SpanFlushExtension.handler_done` returns False) and writes its
+spans itself before returning, as without an extension.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -108,7 +108,9 @@ class SpanFlushExtension:
         self.identifier: str | None = None
         self.active = False
         self.flushes = 0
-        self._finished: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._changed = threading.Condition()
+        self._finished: list[str | None] = []   # handlers done that this thread has not matched yet
+        self._abandoned: set[str] = set()       # requests it stopped waiting for (deadline)
         self._thread: threading.Thread | None = None
 
     def start(self) -> bool:
@@ -123,9 +125,19 @@ class SpanFlushExtension:
         self._thread.start()
         return True
 
-    def handler_done(self, request_id: str | None) -> None:
-        """Called by the entry when its handler returns or raises (the response is about to be posted)."""
-        self._finished.put(request_id)
+    def handler_done(self, request_id: str | None) -> bool:
+        """Called by the entry when its handler returns or raises (the response is about to be posted).
+
+        False when this thread already gave up waiting for that request (its deadline was near): the
+        caller must then write the spans itself, or they would sit in memory while Lambda freezes us.
+        """
+        with self._changed:
+            if request_id is not None and request_id in self._abandoned:
+                self._abandoned.discard(request_id)
+                return False
+            self._finished.append(request_id)
+            self._changed.notify_all()
+            return True
 
     def _run(self) -> None:
         assert self.identifier is not None
@@ -147,17 +159,18 @@ class SpanFlushExtension:
 
     def _wait_for_handler(self, request_id: str, deadline_ms: float) -> None:
         """Until the handler of ``request_id`` is done, or the invocation's deadline is near."""
-        while True:
-            remaining = deadline_ms / 1000 - self.clock() - DEADLINE_MARGIN_S
-            if remaining <= 0:
-                _log.warning("extension: handler of %s not done before its deadline; flushing now", request_id)
-                return
-            try:
-                finished = self._finished.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if finished == request_id or finished is None:
-                return
+        with self._changed:
+            while True:
+                if request_id in self._finished or None in self._finished:
+                    self._finished.clear()  # one event at a time: older ids are of abandoned requests
+                    return
+                remaining = deadline_ms / 1000 - self.clock() - DEADLINE_MARGIN_S
+                if remaining <= 0:
+                    self._abandoned.add(request_id)  # under the lock: handler_done now flushes inline
+                    _log.warning("extension: handler of %s not done before its deadline; it writes its own spans",
+                                 request_id)
+                    return
+                self._changed.wait(remaining)
 
     def _flush(self) -> None:
         try:

@@ -197,9 +197,10 @@ def finish(current: RuntimeState | None, context: Any) -> None:
     hold the environment until the invocation's deadline waiting for this handler.
     """
     extension = _extension
-    if extension is not None and extension.active:
-        extension.handler_done(getattr(context, "aws_request_id", None))
-    elif current is not None:
+    if extension is not None and extension.active and extension.handler_done(getattr(context, "aws_request_id",
+                                                                                       None)):
+        return
+    if current is not None:
         current.sink.flush()
 
 

@@ -188,8 +188,9 @@ def test_without_an_active_extension_the_handler_flushes_itself(monkeypatch: pyt
     class Extension:
         active = True
 
-        def handler_done(self, request_id: str | None) -> None:
+        def handler_done(self, request_id: str | None) -> bool:
             done.append(request_id)
+            return True
 
     state: Any = type("State", (), {"sink": Sink()})()
     monkeypatch.setattr(runtime_state, "_extension", None)
@@ -212,8 +213,9 @@ def test_a_handler_whose_state_cannot_be_built_still_tells_the_extension(monkeyp
     class Extension:
         active = True
 
-        def handler_done(self, request_id: str | None) -> None:
+        def handler_done(self, request_id: str | None) -> bool:
             done.append(request_id)
+            return True
 
     def broken(role: str) -> Any:
         raise OSError("bundle not readable")
@@ -223,3 +225,31 @@ def test_a_handler_whose_state_cannot_be_built_still_tells_the_extension(monkeyp
     with pytest.raises(OSError):
         entry_http.handler({}, Context("r9"))
     assert done == ["r9"]
+
+
+def test_a_handler_that_finishes_after_the_extension_gave_up_writes_its_own_spans(api: RuntimeApi,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    flushes: list[str] = []
+    extension = SpanFlushExtension(ExtensionsClient(api.address), lambda: flushes.append("extension"))
+    assert extension.start()
+    runtime = Runtime(api)
+    assert api.init_done.wait(5)
+    invocation = api.submit(b"{}", timeout_s=0.3)  # the deadline is inside the extension's margin already
+    request_id, _ = runtime.next_event()
+    assert api.wait_idle(0) is False
+    deadline = time.monotonic() + 5
+    while not flushes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert flushes == ["extension"], "it gave up waiting and went on to Next"
+
+    class Sink:
+        def flush(self) -> None:
+            flushes.append("handler")
+
+    state: Any = type("State", (), {"sink": Sink()})()
+    monkeypatch.setattr(runtime_state, "_extension", extension)
+    runtime_state.finish(state, Context(request_id))
+    assert flushes == ["extension", "handler"], "the late handler's spans are written before it returns"
+    runtime.respond(request_id, b"{}")
+    assert invocation.done.wait(5) and api.wait_idle(5)
