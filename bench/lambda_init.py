@@ -6,8 +6,9 @@ Each round is a fresh 3.12 process with the asset and the deployed tier's emulat
 (boto3, botocore) on ``sys.path``, as the managed runtime sets it. It times, in CPU ms (less
 sensitive than wall time to the other work on a shared machine): the interpreter alone (the
 baseline every Python Lambda pays), ``import functions.aws.entry_http`` (the handler import),
-``load_project`` (the pydantic manifest), and ``build_state`` (span sink client, Runtime, pipeline:
-the rest of what INIT does). Ratios are against the baseline measured in the same run.
+``load_project`` (the manifest, as the Lambda loads it: the packaged, pre-validated bundle when there
+is one, :func:`functions.shared.manifest.load_packaged_project`), and ``build_state`` (span sink, Runtime,
+pipeline: the rest of what INIT does). Ratios are against the baseline measured in the same run.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ clock = time.process_time
 t0 = clock()
 from functions.aws import runtime_state
 t1 = clock()
-from functions.shared.manifest import load_project
-load_project(runtime_state.project_root(os.environ))
+from functions.shared.manifest import load_packaged_project
+load_packaged_project(runtime_state.project_root(os.environ))
 t2 = clock()
 runtime_state.build_state("http")
 t3 = clock()

@@ -22,6 +22,10 @@ is read-only, so without them every cold start recompiles every imported module.
 bundle built where no such interpreter exists (see :func:`lambda_python`) ships without
 bytecode and says so in the log.
 
+The project's manifest, validated at build time, is written into ``project/`` as JSON
+(``.flux-project.json``); the Lambda rebuilds the same Project from it without pydantic
+validation (:func:`functions.shared.manifest.load_bundle`), which took most of INIT.
+
 Everything lands under :func:`cache_root` (``$FLUX_BUILD_CACHE`` or
 ``~/.cache/flux/build``), keyed by a hash of what went in, and is built in a
 temporary folder that is renamed into place, so a cache entry is always complete.
@@ -46,7 +50,8 @@ from typing import Literal
 
 from functions.aws import names
 from functions.shared.links import check_project_links
-from functions.shared.manifest import Project
+from functions.shared.manifest import BUNDLE_NAME as BUNDLE_MANIFEST
+from functions.shared.manifest import Project, dump_bundle
 from infra.errors import InfraError
 
 _log = logging.getLogger("flux.infra.packaging")
@@ -66,7 +71,7 @@ _SKIP_NAMES = {"__pycache__", ".flux", ".git", ".venv", "venv", "node_modules", 
 
 AssetKind = Literal["runtime", "control"]
 AssetMode = Literal["build", "placeholder"]
-BUNDLE_FORMAT = "2"  # 2: bytecode compiled in; bump when the layout of a bundle changes
+BUNDLE_FORMAT = "3"  # 2: bytecode compiled in; 3: the validated manifest; bump when the layout changes
 BUNDLE_PROJECT_DIR = names.BUNDLE_PROJECT_DIR
 BUNDLE_DENO_DIR = names.BUNDLE_DENO_DIR
 KEEP_BUNDLES = 3
@@ -322,6 +327,8 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
         _copy_tree(FUNCTIONS_PACKAGE, staged / "functions")
         bundled_project = staged / BUNDLE_PROJECT_DIR
         _copy_tree(project.root, bundled_project)
+        # The manifest, validated here, for the Lambda to load without validating (manifest.load_bundle).
+        (bundled_project / BUNDLE_MANIFEST).write_text(dump_bundle(project), encoding="utf-8")
         if kind == "runtime":
             entries = [bundled_project / spec.entry.relative_to(project.root) for spec in project.functions.values()]
             deno_dir = staged / BUNDLE_DENO_DIR

@@ -34,7 +34,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from functions.aws import names
-from functions.shared.aws_errors import describe, error_code
 from functions.shared.errors import DatabaseUnavailable
 
 _log = logging.getLogger("flux.aws.database")
@@ -115,6 +114,9 @@ def _read_secret(arn: str, secrets_client: Any, what: str) -> str:
         secret = secrets_client.get_secret_value(SecretId=arn).get("SecretString")
     except Exception as exc:  # noqa: BLE001 - any Secrets Manager failure: the database cannot be reached
         from botocore.exceptions import ClientError
+
+        # Imported here, not at the top: aws_errors imports botocore, which a Lambda's INIT need not load.
+        from functions.shared.aws_errors import describe, error_code
 
         _log.warning("cannot read the %s: %s", what, describe(exc))
         code = error_code(exc) if isinstance(exc, ClientError) else type(exc).__name__

@@ -29,7 +29,7 @@ from functions.aws import names
 from functions.aws.bundle import project_root
 from functions.gateway.authorizer import Authorizer, unavailable
 from functions.gateway.jwt_auth import JwtVerifier
-from functions.shared.manifest import load_project
+from functions.shared.manifest import load_packaged_project
 
 _log = logging.getLogger("flux.aws.authorizer")
 _authorizer: Authorizer | None = None
@@ -43,7 +43,7 @@ def build_authorizer(env: Mapping[str, str], *, dynamodb: Any | None = None,
     from functions.gateway.keys_dynamodb import DynamoApiKeyStore
     from functions.gateway.ratelimit_dynamodb import DynamoRateLimiter
 
-    project = load_project(project_root(env))
+    project = load_packaged_project(project_root(env))  # the bundle's pre-validated manifest
     if dynamodb is None:
         from functions.shared.aws_clients import client
 

@@ -4,7 +4,9 @@ Cold imports stay lean: boto3, psycopg and the engine load only when the
 environment asks for them (see :mod:`functions.aws.runtime_state`). The state is
 built here, at import, which Lambda runs in its INIT phase; Deno starts only when a
 request is allowed through to the function, so a denied request is answered by the
-pipeline without one.
+pipeline without one. The request's spans are written after the response is posted,
+by the internal extension :func:`runtime_state.prepare` registered
+(:mod:`functions.aws.extension`), before Lambda may freeze the environment.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ runtime_state.prepare("http")
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    state = runtime_state.state("http")
+    state = None
     try:
+        state = runtime_state.state("http")
         return state.run(state.pipeline.handle(event))
     finally:
-        state.sink.flush()
+        runtime_state.finish(state, context)  # spans: written after the response, before any freeze

@@ -28,11 +28,12 @@ def consumer(state: runtime_state.RuntimeState) -> BatchConsumer:
 
 
 def handler(event: dict[str, Any], context: Any = None) -> dict[str, list[dict[str, str]]]:
-    state = runtime_state.state("worker")
+    state = None
     try:
+        state = runtime_state.state("worker")
         return state.run(consumer(state).process(event))
     finally:
-        state.sink.flush()  # the container may be frozen right after we return
+        runtime_state.finish(state, context)  # spans: written after the response, before any freeze
 
 
 def reset(replacement: BatchConsumer | None = None) -> None:

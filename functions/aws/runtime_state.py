@@ -28,8 +28,14 @@ environment an INIT error and a restart.
 
 Worker pipes are bound to the event loop that created them, so the container
 keeps one loop for its whole life and every entry point runs its coroutine on it.
-Spans are buffered and flushed before each response, because Lambda freezes the
-container as soon as the handler returns.
+
+Spans: Lambda freezes the environment once the runtime and every extension have
+asked for their next event. :func:`prepare` registers an internal extension
+(:mod:`functions.aws.extension`) and the sink only collects
+(:class:`~functions.aws.deferred_sink.DeferredSink`); the extension thread writes
+a request's spans after the response is posted and before the environment can be
+frozen. Without the Extensions API (registration refused, the thread stopped, or
+outside Lambda) :func:`finish` writes them before the handler returns, as before.
 """
 
 from __future__ import annotations
@@ -44,9 +50,10 @@ from typing import Any, Literal
 
 from functions.aws import names
 from functions.aws.bundle import project_root
+from functions.aws.extension import ExtensionsClient, SpanFlushExtension
 from functions.gateway.pipeline import HttpPipeline
 from functions.runtime.host import Runtime, RuntimeOptions, Services
-from functions.shared.manifest import Project, load_project
+from functions.shared.manifest import Project, load_packaged_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
 
 Role = Literal["http", "worker"]
@@ -74,18 +81,26 @@ class RuntimeState:
             self.run(db.close())
 
 
-def _sink(env: Mapping[str, str], project: Project) -> SpanSink:
+def _sink(env: Mapping[str, str], project: Project, *, deferred: bool) -> SpanSink:
+    """``deferred``: collect only, the extension writes after the response; else write as spans arrive."""
     table = env.get(names.SPANS_TABLE)
     if not table:
         return NullSink()
-    from functions.observability.buffered import BufferedSink
     from functions.observability.dynamo_schema import DEFAULT_SHARDS
     from functions.observability.dynamo_store import DynamoSpanStore
-    from functions.shared.aws_clients import client
+    from functions.shared.aws_clients import LazyClient
 
-    store = DynamoSpanStore(client("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
+    # Created on the first write, which the extension makes after the first response: neither INIT nor
+    # that response waits for boto3 and DynamoDB's service model.
+    store = DynamoSpanStore(LazyClient("dynamodb"), table, shards=int(env.get(names.SPANS_SHARDS) or DEFAULT_SHARDS),
                             retention_days=project.config.observability.retention_days)
-    return SafeSink(BufferedSink(store, linger_s=0))  # flushed before every response anyway
+    if deferred:
+        from functions.aws.deferred_sink import DeferredSink
+
+        return DeferredSink(store)
+    from functions.observability.buffered import BufferedSink
+
+    return SafeSink(BufferedSink(store, linger_s=0))  # flushed before every response
 
 
 def _database(env: Mapping[str, str], project: Project) -> Any:
@@ -132,10 +147,10 @@ def _services(env: Mapping[str, str], project: Project) -> Services:
 
 
 def build_state(role: Role, env: Mapping[str, str] = os.environ,
-                loop: asyncio.AbstractEventLoop | None = None) -> RuntimeState:
-    project = load_project(project_root(env))
+                loop: asyncio.AbstractEventLoop | None = None, *, deferred: bool = False) -> RuntimeState:
+    project = load_packaged_project(project_root(env))  # the bundle's pre-validated manifest
     function = env.get(names.FUNCTION)
-    sink = _sink(env, project)
+    sink = _sink(env, project, deferred=deferred)
     spec = project.functions.get(function or "")
     # The HTTP Lambda of an async function only enqueues; its worker Lambda is the one that runs Deno.
     only_enqueues = role == "http" and spec is not None and spec.is_async
@@ -153,7 +168,14 @@ def build_state(role: Role, env: Mapping[str, str] = os.environ,
 
 
 _states: dict[Role, RuntimeState] = {}
+_extension: SpanFlushExtension | None = None
 _log = logging.getLogger("flux.aws.runtime_state")
+
+
+def _flush_all() -> None:
+    """What the extension runs after each handler: every state's pending spans."""
+    for current in list(_states.values()):
+        current.sink.flush()
 
 
 def state(role: Role) -> RuntimeState:
@@ -163,15 +185,39 @@ def state(role: Role) -> RuntimeState:
     """
     current = _states.get(role)
     if current is None:
-        current = build_state(role)
+        current = build_state(role, deferred=_extension is not None)
         _states[role] = current
     return current
 
 
+def finish(current: RuntimeState | None, context: Any) -> None:
+    """End of a handler: hand the spans to the extension, or write them now when there is none.
+
+    ``current`` is None when the state could not be built: the extension is still told, or it would
+    hold the environment until the invocation's deadline waiting for this handler.
+    """
+    extension = _extension
+    if extension is not None and extension.active and extension.handler_done(getattr(context, "aws_request_id",
+                                                                                       None)):
+        return
+    if current is not None:
+        current.sink.flush()
+
+
 def prepare(role: Role) -> None:
-    """Build the state during INIT (module import); a failure is left for the first event to retry."""
-    if not os.environ.get(names.LAMBDA_RUNTIME_API):
+    """Register the span extension, then build the state, during INIT (module import).
+
+    The extension must register before the runtime's first Next, which ends INIT. A
+    state that fails to build is left for the first event to retry.
+    """
+    global _extension
+    address = os.environ.get(names.LAMBDA_RUNTIME_API)
+    if not address:
         return  # imported outside a Lambda execution environment (tests, tooling): nothing to prepare
+    if _extension is None:
+        extension = SpanFlushExtension(ExtensionsClient(address), _flush_all)
+        if extension.start():
+            _extension = extension
     try:
         state(role)
     except Exception:  # noqa: BLE001 - INIT must not crash the environment; the first event builds again

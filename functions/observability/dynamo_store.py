@@ -21,8 +21,6 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from functions.observability.dynamo_schema import (
     DEFAULT_SHARDS,
     GSI_NAME,
@@ -49,6 +47,13 @@ RETRYABLE_CODES = frozenset({
     "InternalServerError", "ServiceUnavailable",
 })
 _TRUNCATED_MARK = "…[truncated]"
+
+
+def _client_error() -> type[Exception]:
+    """botocore's ``ClientError``, imported when a write fails rather than when a Lambda starts."""
+    from botocore.exceptions import ClientError
+
+    return ClientError
 
 
 def shard_of(trace_id: str, shards: int) -> int:
@@ -184,7 +189,7 @@ class DynamoSpanStore(SpanStore):
                 response = self.client.batch_write_item(RequestItems={self.table_name: pending})
                 pending = (response.get("UnprocessedItems") or {}).get(self.table_name) or []
                 reason = "unprocessed items"
-            except ClientError as exc:
+            except _client_error() as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
                 if code == "ValidationException" and len(pending) > 1:
                     # One bad item fails the whole batch: write the items one by one so the others are kept.
@@ -208,7 +213,7 @@ class DynamoSpanStore(SpanStore):
         for request in requests:
             try:
                 self._write_chunk([request], deadline)
-            except ClientError as exc:
+            except _client_error() as exc:
                 if exc.response.get("Error", {}).get("Code", "") != "ValidationException":
                     raise
                 refused += 1

@@ -183,7 +183,10 @@ def write_report(deployment: Deployment, synthesized: dict[str, Any], deploy_sec
         if not (metrics.cold_start_ms or metrics.warm_ms):
             continue
         functions[f"{spec.variables.get('FLUX_FUNCTION', spec.logical_id)} ({spec.handler})"] = {
-            "cold_start": stats(metrics.cold_start_ms), "init": stats(metrics.init_ms), "warm": stats(metrics.warm_ms)}
+            "cold_start": stats(metrics.cold_start_ms), "init": stats(metrics.init_ms), "warm": stats(metrics.warm_ms),
+            # Extension time after the response (Lambda's PostRuntimeExtensionsDuration): billed, not waited for.
+            "post_runtime": stats([r.post_runtime_ms for r in metrics.results
+                                   if r.invocation is not None and r.invocation.extensions])}
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps({"synth_seconds": synthesized.get("synth_seconds"),
                                   "deploy_seconds": round(deploy_seconds, 1),

@@ -2,8 +2,9 @@
 
 The function span (written by the runtime, read back through the hosted observability API)
 covers the call into the warm Deno worker and back; everything else in the invoke (event
-parsing, the verdict, input, the gateway span, the DynamoDB span flush, the Runtime API
-round trip) is the overhead issue #16 bounds. Recorded in
+parsing, the verdict, input, the gateway span, the Runtime API round trip) is the overhead
+issue #16 bounds. The DynamoDB span write is not in it: the span extension makes it after the
+response (recorded as ``post_runtime_p50_ms``), and the spans read back here prove it was made. Recorded in
 ``tests/artifacts/deployed-metrics.json`` under ``scenarios.hello_warm_overhead``; no timing
 is asserted here (figures are compared in reports, not in tests).
 """
@@ -32,13 +33,14 @@ def function_span_ms(api, key: str, trace_id: str) -> float:
 def test_warm_hello_overhead_over_the_deno_call_is_recorded(api, deployed, admin_key):
     name = function_name(deployed, "hello")
     assert api.post("/hello", json={"name": "warm-up"}).status_code == 200
-    samples = []
+    samples, invokes = [], []
     for _ in range(SAMPLES):
         response = api.post("/hello", json={"name": "Ada"})
         assert response.status_code == 200, response.text
         invoke = deployed.lambdas.metrics[name].results[-1]
         assert not invoke.cold
         samples.append((invoke.duration_ms, response.headers["x-request-id"]))
+        invokes.append(invoke)
     overheads, deno = [], []
     for duration_ms, trace_id in samples:
         span_ms = function_span_ms(api, admin_key, trace_id)
@@ -49,4 +51,6 @@ def test_warm_hello_overhead_over_the_deno_call_is_recorded(api, deployed, admin
     deno.sort()
     deployed.lambdas.scenarios["hello_warm_overhead"] = {
         "n": SAMPLES, "overhead_p50_ms": round(overheads[SAMPLES // 2], 1), "overhead_min_ms": round(overheads[0], 1),
-        "function_span_p50_ms": round(deno[SAMPLES // 2], 1)}
+        "function_span_p50_ms": round(deno[SAMPLES // 2], 1),
+        # The span write, done by the extension after the response (known once its Invoke phase is over).
+        "post_runtime_p50_ms": round(sorted(i.post_runtime_ms for i in invokes)[SAMPLES // 2], 1)}

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from functions.runtime.sandbox import deno_executable
-from functions.shared.manifest import load_project
+from functions.shared.manifest import BUNDLE_NAME, load_bundle, load_project
 from infra.packaging import BUNDLE_DENO_DIR, BUNDLE_PROJECT_DIR, LambdaTarget, build_asset, tree_hash
 from tests.infra.conftest import SHOP
 
@@ -104,7 +104,12 @@ def test_lambda_asset_layout_and_cache(shop_project):
         flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
         assert flags == 0b01, module  # hash-based and unchecked: valid whatever mtimes the upload gives
     assert not list((asset.path / BUNDLE_PROJECT_DIR).rglob("__pycache__"))
-    assert tree_hash(asset.path / BUNDLE_PROJECT_DIR) == tree_hash(shop_project.root)
+    bundled = asset.path / BUNDLE_PROJECT_DIR
+    # The validated manifest ships with the project, and loads back (unvalidated) as the same Project.
+    assert load_bundle(bundled) == load_project(bundled)
+    plain = Path(tempfile.mkdtemp()) / "project"
+    shutil.copytree(bundled, plain, ignore=shutil.ignore_patterns(BUNDLE_NAME))
+    assert tree_hash(plain) == tree_hash(shop_project.root)
 
 
 def _read_only_copy(asset: Path, root: Path) -> Path:

@@ -195,6 +195,7 @@ class HttpApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as AWS's endpoints: no delayed-ACK stall between headers and body
 
             def log_message(self, format: str, *args: object) -> None:
                 return

@@ -4,7 +4,12 @@ Modelled on the Lambda execution environment lifecycle (Developer Guide, "Lambda
 execution environment"): an environment is created on demand (a cold start), runs the
 INIT phase (the runtime imports the handler, then polls ``/invocation/next``), then
 serves one event at a time; after an event it is kept warm and reused; a timeout, a
-crash or an INIT failure discards it, and the next event gets a fresh one. Up to
+crash or an INIT failure discards it, and the next event gets a fresh one. With
+extensions registered (Extensions API, :mod:`runtime_api`), an invoke's response goes
+back to the caller as soon as the runtime posts it, but the environment takes its next
+event only once every extension has called Next too (the Invoke phase, bounded by the
+function's timeout; an extension still busy at the deadline, or one that reported an
+exit error, gets the environment discarded). Up to
 ``ReservedConcurrentExecutions`` environments run at once (over it: 429
 ``TooManyRequestsException``).
 
@@ -74,6 +79,13 @@ class InvokeResult:
     init_ms: float = 0.0
     duration_ms: float = 0.0
     cold_start_ms: float = 0.0          # environment start → response, cold invokes only
+    waited_ms: float = 0.0              # for the previous invoke's extensions to call Next
+    invocation: Any = None              # the runtime_api.Invocation (its post-runtime time is known later)
+
+    @property
+    def post_runtime_ms(self) -> float:
+        """Extension time after the runtime's Next (0 until the Invoke phase is over)."""
+        return self.invocation.post_runtime_ms if self.invocation is not None else 0.0
 
     def json(self) -> Any:
         return json.loads(self.payload or b"null")
@@ -133,7 +145,9 @@ class ExecutionEnvironment:
 
     def __init__(self, spec: FunctionSpec, env: dict[str, str], mounts: Mounts, log_path: Path) -> None:
         self.spec = spec
-        self.api = RuntimeApi(spec.arn)
+        self.api = RuntimeApi(spec.arn, spec.handler)
+        self.phase_deadline = 0.0  # time.monotonic() by which the current Invoke phase must end
+        self.last: Any = None      # the last runtime_api.Invocation
         self.started = time.perf_counter()
         self.sandbox = Sandbox(mounts, {**env, "AWS_LAMBDA_RUNTIME_API": self.api.address},
                                memory_mb=spec.memory_mb, log_path=log_path)
@@ -156,10 +170,17 @@ class ExecutionEnvironment:
                         "errorMessage": f"Runtime exited with error: exit status {self.sandbox.process.returncode}"}
         return {"errorType": "Sandbox.Timedout", "errorMessage": f"INIT did not finish in {limit_s:.0f} seconds"}
 
+    def settle(self) -> bool:
+        """Wait for the previous Invoke phase to end (its extensions in Next); False: discard the environment."""
+        remaining = self.phase_deadline - time.monotonic()
+        return self.api.wait_idle(max(0.0, remaining)) and not self.api.extension_failed.is_set()
+
     def invoke(self, payload: bytes, timeout_s: float) -> tuple[bytes, str | None, bool]:
         """(payload, function error, environment still usable)."""
         invocation = self.api.submit(payload, timeout_s=timeout_s)
+        self.last = invocation
         deadline = time.monotonic() + timeout_s
+        self.phase_deadline = deadline
         while not invocation.done.wait(0.02):
             if not self.sandbox.alive():
                 error = {"errorType": "Runtime.ExitError",
@@ -265,6 +286,11 @@ class LambdaService:
             self._busy[spec.name] += 1
             self.invocations[spec.name] += 1
         try:
+            waited = time.perf_counter()
+            if env is not None and not env.settle():
+                self._discard(env)  # its extensions overran the previous invoke's timeout, or failed
+                env = None
+            waited_ms = (time.perf_counter() - waited) * 1000 if env is not None else 0.0
             cold = env is None
             if env is None:
                 env = self._start(spec)
@@ -277,7 +303,8 @@ class LambdaService:
             ended = time.perf_counter()
             result = InvokeResult(body, function_error, cold=cold, init_ms=env.init_ms if cold else 0.0,
                                   duration_ms=(ended - began) * 1000,
-                                  cold_start_ms=(ended - env.started) * 1000 if cold else 0.0)
+                                  cold_start_ms=(ended - env.started) * 1000 if cold else 0.0,
+                                  waited_ms=waited_ms, invocation=env.last)
             metrics = self.metrics[spec.name]
             metrics.results.append(result)
             if cold:
@@ -379,6 +406,7 @@ class InvokeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as AWS's endpoints: no delayed-ACK stall between headers and body
 
             def log_message(self, format: str, *args: object) -> None:
                 return

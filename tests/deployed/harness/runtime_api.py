@@ -13,9 +13,33 @@ Modelled on the documented interface a custom runtime or ``awslambdaric`` talks 
   ``{errorMessage, errorType, stackTrace}`` with ``Lambda-Runtime-Function-Error-Type``.
 * ``POST /2018-06-01/runtime/init/error`` — INIT failed; the environment is discarded.
 
+And the Extensions API (``2020-01-01``, Developer Guide "Lambda Extensions API") on the same
+address, for *internal* extensions (threads of the runtime process; there is no
+``/opt/extensions`` process here):
+
+* ``POST /2020-01-01/extension/register`` with ``Lambda-Extension-Name`` and ``{"events": [...]}``
+  → 200, ``Lambda-Extension-Identifier`` and ``{functionName, functionVersion, handler}``;
+  only during INIT (after the runtime's first Next: 403 ``Extension.RegistrationClosed``);
+  ``SHUTDOWN`` is refused for an internal extension (403
+  ``ShutdownEventNotSupportedForInternalExtension``), any other event name too
+  (``Extension.InvalidEventType``); no name: 403 ``Extension.InvalidExtensionName``; a name
+  twice: 403 ``Extension.InvalidExtensionState``; an eleventh: 403 ``Extension.TooManyExtensions``;
+* ``GET /2020-01-01/extension/event/next`` (``Lambda-Extension-Identifier``; missing: 403
+  ``Extension.MissingHeader``, unknown: 403 ``Extension.UnknownExtensionIdentifier``) blocks
+  until the next ``INVOKE`` event ``{eventType, deadlineMs, requestId, invokedFunctionArn, tracing}``,
+  with ``Lambda-Extension-Event-Identifier``;
+* ``POST /2020-01-01/extension/init/error`` and ``/exit/error`` (202): the environment is reset.
+
+The lifecycle follows "Lambda execution environment lifecycle": INIT is over when the runtime
+*and every registered extension* have called Next; an invoke's event goes to the runtime and
+to every extension registered for ``INVOKE``; the Invoke phase (after which Lambda may freeze
+the environment or send it the next event) ends only when the runtime and every extension
+have called Next again. :meth:`RuntimeApi.wait_idle` is that condition; the time from the
+runtime's Next to the last extension's Next is Lambda's ``PostRuntimeExtensionsDuration``.
+
 One server per execution environment, so an environment only ever sees its own events and
 exactly one event is outstanding at a time (Lambda never sends a second event to an
-environment that has not answered the first).
+environment that has not answered the first, nor before its extensions are done).
 """
 
 from __future__ import annotations
@@ -30,6 +54,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 PREFIX = "/2018-06-01/runtime"
+EXTENSIONS = "/2020-01-01/extension"
+MAX_EXTENSIONS = 10
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024  # synchronous invocation payload limit
 _INVOCATION = re.compile(rf"^{PREFIX}/invocation/([^/]+)/(response|error)$")
 
@@ -49,6 +75,28 @@ class Invocation:
     error_type: str | None = None
     started: float = 0.0
     finished: float = 0.0
+    runtime_next: float = 0.0   # the runtime asked for its next event (after answering this one)
+    phase_ended: float = 0.0    # ... and so had every extension: the Invoke phase is over
+    extensions: int = 0         # how many extensions were registered when it was sent
+
+    @property
+    def post_runtime_ms(self) -> float:
+        """Lambda's ``PostRuntimeExtensionsDuration``: runtime Next to the last extension's Next."""
+        if not self.extensions or not self.phase_ended or not self.runtime_next:
+            return 0.0
+        return max(0.0, self.phase_ended - self.runtime_next) * 1000
+
+
+@dataclass
+class Extension:
+    """One registered (internal) extension."""
+
+    identifier: str
+    name: str
+    invoke: bool
+    events: queue.Queue[dict | None] = field(default_factory=queue.Queue)
+    waiting: bool = False       # inside GET event/next: done with the current phase
+    exit_error: str | None = None
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -66,8 +114,9 @@ class QuietServer(ThreadingHTTPServer):
 class RuntimeApi:
     """The Runtime API endpoint of one execution environment (``AWS_LAMBDA_RUNTIME_API``)."""
 
-    def __init__(self, function_arn: str) -> None:
+    def __init__(self, function_arn: str, handler: str = "") -> None:
         self.function_arn = function_arn
+        self.handler = handler
         self._events: queue.Queue[Invocation | None] = queue.Queue()
         self._pending: dict[str, Invocation] = {}
         self._lock = threading.Lock()
@@ -75,10 +124,18 @@ class RuntimeApi:
         self.init_error: dict | None = None
         self.init_error_event = threading.Event()
         self.polls = 0
+        self.extensions: dict[str, Extension] = {}
+        self.idle = threading.Event()         # the runtime and every extension wait in Next: phase over
+        self.extension_failed = threading.Event()
+        self._runtime_waiting = False
+        self._outstanding: Invocation | None = None
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Lambda's Runtime API (Go) sets TCP_NODELAY; without it the body, written after the headers,
+            # waits for the runtime's delayed ACK: ~40 ms on every event, an artifact no Lambda has.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # quiet: the container log is enough
                 return
@@ -98,11 +155,18 @@ class RuntimeApi:
                 return self.rfile.read(length) if length else b""
 
             def do_GET(self) -> None:
+                if self.path == f"{EXTENSIONS}/event/next":
+                    self._extension_next()
+                    return
                 if self.path != f"{PREFIX}/invocation/next":
                     self._reply(404, {"errorMessage": "not found", "errorType": "InvalidRequest"})
                     return
-                api.polls += 1
-                api.init_done.set()
+                with api._lock:
+                    api.polls += 1
+                    api._runtime_waiting = True
+                    if api._outstanding is not None and api._outstanding.done.is_set():
+                        api._outstanding.runtime_next = time.perf_counter()
+                    api._settle()
                 invocation = api._events.get()
                 if invocation is None:  # shutting down: leave the runtime blocked as a frozen sandbox would be
                     self._reply(500, {"errorMessage": "environment shutting down", "errorType": "ShutDown"})
@@ -119,8 +183,51 @@ class RuntimeApi:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _extension(self) -> Extension | None:
+                identifier = self.headers.get("Lambda-Extension-Identifier")
+                if not identifier:
+                    self._reply(403, {"errorMessage": "Missing Lambda-Extension-Identifier header",
+                                      "errorType": "Extension.MissingHeader"})
+                    return None
+                extension = api.extensions.get(identifier)
+                if extension is None:
+                    self._reply(403, {"errorMessage": "Unknown extension " + identifier,
+                                      "errorType": "Extension.UnknownExtensionIdentifier"})
+                return extension
+
+            def _extension_next(self) -> None:
+                extension = self._extension()
+                if extension is None:
+                    return
+                with api._lock:
+                    extension.waiting = True
+                    api._settle()
+                event = extension.events.get()
+                if event is None:
+                    self._reply(500, {"errorMessage": "environment shutting down", "errorType": "ShutDown"})
+                    return
+                self._reply(200, event, {"Lambda-Extension-Event-Identifier": str(uuid.uuid4())})
+
+            def _extension_post(self, body: bytes) -> None:
+                if self.path == f"{EXTENSIONS}/register":
+                    status, answer, headers = api._register(self.headers.get("Lambda-Extension-Name") or "", body)
+                    self._reply(status, answer, headers)
+                    return
+                if self.path not in (f"{EXTENSIONS}/init/error", f"{EXTENSIONS}/exit/error"):
+                    self._reply(404, {"errorMessage": "not found", "errorType": "InvalidRequest"})
+                    return
+                extension = self._extension()
+                if extension is None:
+                    return
+                extension.exit_error = self.headers.get("Lambda-Extension-Function-Error-Type") or "Unknown"
+                api.extension_failed.set()
+                self._reply(202, {"status": "OK"})
+
             def do_POST(self) -> None:
                 body = self._body()
+                if self.path.startswith(EXTENSIONS + "/"):
+                    self._extension_post(body)
+                    return
                 if self.path == f"{PREFIX}/init/error":
                     api.init_error = _error_document(body, self.headers.get("Lambda-Runtime-Function-Error-Type"))
                     api.init_error_event.set()
@@ -158,6 +265,52 @@ class RuntimeApi:
         self._thread = threading.Thread(target=self._server.serve_forever, name="runtime-api", daemon=True)
         self._thread.start()
 
+    def _register(self, name: str, body: bytes) -> tuple[int, dict, dict[str, str]]:
+        """The Register call of an internal extension: (status, body, headers)."""
+        def refused(error_type: str, message: str) -> tuple[int, dict, dict[str, str]]:
+            return 403, {"errorMessage": message, "errorType": error_type}, {}
+
+        if not name:
+            return refused("Extension.InvalidExtensionName", "Empty extension name")
+        try:
+            events = json.loads(body or b"{}").get("events") or []
+        except (ValueError, AttributeError):
+            return 400, {"errorMessage": "Invalid request body", "errorType": "InvalidRequestFormat"}, {}
+        for event in events:
+            if event == "SHUTDOWN":
+                return refused("ShutdownEventNotSupportedForInternalExtension",
+                               f"Failed to register {name}: internal extensions cannot register for SHUTDOWN")
+            if event != "INVOKE":
+                return refused("Extension.InvalidEventType", f"Failed to register {name}: event {event}")
+        with self._lock:
+            if self.polls:
+                return refused("Extension.RegistrationClosed", "Extension registration closed already")
+            if any(extension.name == name for extension in self.extensions.values()):
+                return refused("Extension.InvalidExtensionState", "Extension with this name already registered")
+            if len(self.extensions) >= MAX_EXTENSIONS:
+                return refused("Extension.TooManyExtensions", "Too many extensions registered")
+            identifier = str(uuid.uuid4())
+            self.extensions[identifier] = Extension(identifier, name, "INVOKE" in events)
+        function_name = self.function_arn.split(":function:")[-1]
+        return 200, {"functionName": function_name, "functionVersion": "$LATEST",
+                     "handler": self.handler}, {"Lambda-Extension-Identifier": identifier}
+
+    def _settle(self) -> None:
+        """Under the lock: is the current phase over (the runtime and every extension in Next)?"""
+        if not (self._runtime_waiting and all(e.waiting for e in self.extensions.values())):
+            self.idle.clear()
+            return
+        self.init_done.set()
+        if self._outstanding is not None and self._outstanding.done.is_set():
+            self._outstanding.phase_ended = time.perf_counter()
+            self._outstanding = None
+        if self._outstanding is None:
+            self.idle.set()
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Whether the last Invoke phase (extensions included) ended within ``timeout_s``."""
+        return self.idle.wait(timeout_s)
+
     @property
     def address(self) -> str:
         host, port = self._server.server_address[:2]
@@ -170,13 +323,25 @@ class RuntimeApi:
         trace = trace_id or f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};" \
                             "Sampled=0;Lineage=1:00000000:0"
         invocation = Invocation(request_id, payload, deadline_ms, self.function_arn, trace)
+        event = {"eventType": "INVOKE", "deadlineMs": deadline_ms, "requestId": request_id,
+                 "invokedFunctionArn": self.function_arn, "tracing": {"type": "X-Amzn-Trace-Id", "value": trace}}
         with self._lock:
             self._pending[request_id] = invocation
+            self._outstanding = invocation
+            invocation.extensions = len(self.extensions)
+            self._runtime_waiting = False   # the event is the runtime's now, and each extension's
+            for extension in self.extensions.values():
+                if extension.invoke:
+                    extension.waiting = False
+                    extension.events.put(event)
+            self.idle.clear()
         self._events.put(invocation)
         return invocation
 
     def close(self) -> None:
         self._events.put(None)
+        for extension in self.extensions.values():
+            extension.events.put(None)
         self._server.shutdown()
         self._server.server_close()
 

@@ -31,10 +31,22 @@ def test_lazy_client_is_created_on_first_use_and_only_once(monkeypatch: pytest.M
         lazy._private  # noqa: B018 - private names are never forwarded (copy/pickle probes)
 
 
+class NoExtensionsApi:
+    """A span extension whose registration is refused (these tests are about the state, not the extension)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.active = False
+
+    def start(self) -> bool:
+        return False
+
+
 def test_runtime_state_is_prepared_only_inside_a_lambda(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[str] = []
-    monkeypatch.setattr(runtime_state, "build_state", lambda role: built.append(role) or object())
+    monkeypatch.setattr(runtime_state, "build_state", lambda role, **_: built.append(role) or object())
     monkeypatch.setattr(runtime_state, "_states", {})
+    monkeypatch.setattr(runtime_state, "_extension", None)
+    monkeypatch.setattr(runtime_state, "SpanFlushExtension", NoExtensionsApi)
     monkeypatch.delenv(names.LAMBDA_RUNTIME_API, raising=False)
     runtime_state.prepare("http")
     assert built == []
@@ -49,7 +61,7 @@ def test_a_runtime_state_that_fails_in_init_is_built_again_by_the_first_event(mo
                                                                             ) -> None:
     attempts: list[str] = []
 
-    def flaky(role: str) -> object:
+    def flaky(role: str, **_: Any) -> object:
         attempts.append(role)
         if len(attempts) == 1:
             raise OSError("bundle not readable")
@@ -57,6 +69,8 @@ def test_a_runtime_state_that_fails_in_init_is_built_again_by_the_first_event(mo
 
     monkeypatch.setattr(runtime_state, "build_state", flaky)
     monkeypatch.setattr(runtime_state, "_states", {})
+    monkeypatch.setattr(runtime_state, "_extension", None)
+    monkeypatch.setattr(runtime_state, "SpanFlushExtension", NoExtensionsApi)
     monkeypatch.setenv(names.LAMBDA_RUNTIME_API, "127.0.0.1:9001")
     runtime_state.prepare("worker")  # must not raise: INIT carries on
     assert "worker" not in runtime_state._states
