@@ -1,20 +1,24 @@
-"""A pool of warm Deno workers for one function.
+"""A pool of warm Deno workers for one function, each running several invocations at once.
 
 Workers are started ahead of demand (``min_warm``) so that a request finds one
-with the user module already loaded. A worker serves one invocation at a time;
-when all are busy the pool grows up to ``max_workers`` and then callers wait.
-A worker that crashed or was killed on timeout is dropped and replaced in the
-background, so the next request is served by a healthy one.
+with the user module already loaded. A worker runs up to ``max_inflight``
+invocations concurrently (its bootstrap multiplexes them, like a Deno HTTP server
+serves many requests); a request goes to the least-loaded worker that has room,
+and the pool grows, up to ``max_workers``, only when every worker is full; then
+callers wait. A worker that crashed or was killed on timeout is dropped and
+replaced in the background, so the next request is served by a healthy one; a
+worker that *retires* (it may still run abandoned work: see worker.py) takes no
+new invocation and is stopped once the ones it holds are released.
 
 A :class:`PoolPolicy` decides how eagerly the pool grows and whether it shrinks.
 The default (the Lambda runtime's) grows at once and never shrinks. ``flux dev``
 serves every function of a project from one machine, where each idle Deno worker
-costs tens of MB: there a busy pool first waits a moment for a worker to come
-back before starting another (a fast function rarely needs more than one), idle
-workers past the first are retired after a few seconds, and the last one after a
-longer quiet spell, so the pool may go to zero and its next request cold-starts.
-Idle workers are reused last-in first-out, so under a steady load the workers
-that are not needed stay idle and are the ones retired.
+costs tens of MB: there a full pool first waits a moment for room in a worker
+before starting another, idle workers (no invocation in flight) past the first are
+retired after a few seconds, and the last one after a longer quiet spell, so the
+pool may go to zero and its next request cold-starts. Among equally loaded workers
+the newest is picked, so under a light load the others stay idle and are the ones
+retired.
 """
 
 from __future__ import annotations
@@ -29,15 +33,17 @@ from functions.runtime.errors import PoolBusy, WorkerStartFailed
 from functions.runtime.worker import DenoWorker
 
 _log = logging.getLogger("flux.runtime")
+# Invocations one worker runs at once unless told otherwise (RuntimeOptions.max_inflight).
+DEFAULT_MAX_INFLIGHT = 32
 
 
 @dataclass(frozen=True)
 class PoolPolicy:
     """How a pool grows and shrinks.
 
-    ``grow_after_s``: when every worker is busy, how long a caller waits for one to be released before
-    starting another (0: start one at once). ``surplus_idle_s``: an idle worker is retired after this long
-    while the pool has others. ``idle_s``: the last worker is retired after this long (the pool goes to
+    ``grow_after_s``: when every worker is full, how long a caller waits for room in one before starting
+    another (0: start one at once). ``surplus_idle_s``: a worker with nothing in flight is retired after this
+    long while the pool has others. ``idle_s``: the last worker is retired after this long (the pool goes to
     zero). None: never.
     """
 
@@ -50,21 +56,21 @@ class PoolPolicy:
         return self.surplus_idle_s is not None or self.idle_s is not None
 
 
-
 class WorkerPool:
     def __init__(self, name: str, factory: Callable[[], DenoWorker], *, min_warm: int = 1, max_workers: int = 4,
-                 acquire_timeout_s: float = 60.0, policy: PoolPolicy | None = None) -> None:
-        """``acquire_timeout_s``: how long a request waits for a free worker (the function's timeout)."""
+                 acquire_timeout_s: float = 60.0, policy: PoolPolicy | None = None,
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
+        """``acquire_timeout_s``: how long a request waits for room in a worker (the function's timeout)."""
         self.name = name
         self.policy = policy or PoolPolicy()
         self._factory = factory
         self.min_warm = min_warm
         self.max_workers = max(max_workers, 1)
+        self.max_inflight = max(max_inflight, 1)
         self.acquire_timeout_s = acquire_timeout_s
-        self._idle: list[DenoWorker] = []   # oldest release first; reused from the end
-        self._idle_since: dict[DenoWorker, float] = {}
+        self._load: dict[DenoWorker, int] = {}      # started workers (oldest first) → invocations held
+        self._idle_since: dict[DenoWorker, float] = {}  # those holding none, since when
         self._reaper: asyncio.Task[None] | None = None
-        self._busy: set[DenoWorker] = set()
         self._starting = 0
         self._changed = asyncio.Condition()
         self._closed = False
@@ -74,19 +80,25 @@ class WorkerPool:
 
     @property
     def size(self) -> int:
-        return len(self._idle) + len(self._busy) + self._starting
+        return len(self._load) + self._starting
+
+    @property
+    def inflight(self) -> int:
+        """Invocations the pool's workers hold now (running, or settling their post-return work)."""
+        return sum(self._load.values())
 
     async def warm(self) -> None:
-        """Start workers until ``min_warm`` are idle (used at start and after reloads)."""
+        """Start workers until ``min_warm`` are there (used at start and after reloads)."""
         needed = self.min_warm - self.size
         if needed > 0:
             await asyncio.gather(*(self._spawn_idle() for _ in range(needed)), return_exceptions=True)
 
     async def acquire(self, *, overflow: int = 0) -> tuple[DenoWorker, bool]:
-        """An idle worker (and whether it had to be started for this call, i.e. a cold start).
+        """A worker with room for one more invocation (and whether it had to be started for this call, i.e.
+        a cold start). Every acquire is paired with one :meth:`release`.
 
         ``overflow`` lets a nested ``ctx.function.invoke`` start workers past ``max_workers``: its callers
-        hold workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
+        hold room in workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
         """
         loop = asyncio.get_running_loop()
         now = loop.time()
@@ -95,12 +107,11 @@ class WorkerPool:
             while True:
                 if self._closed:
                     raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
-                while self._idle:
-                    worker = self._idle.pop()
-                    self._idle_since.pop(worker, None)
-                    if worker.alive:
-                        self._busy.add(worker)
-                        return worker, False
+                self._drop_unusable()
+                worker = self._least_loaded()
+                if worker is not None:
+                    self._take(worker)
+                    return worker, False
                 now = loop.time()
                 may_grow = self.size < self.max_workers + overflow
                 if may_grow and (self.size == 0 or now >= grow_at):
@@ -108,8 +119,9 @@ class WorkerPool:
                     break
                 remaining = deadline - now
                 if remaining <= 0:
-                    raise PoolBusy(f"all {self.max_workers} workers of {self.name} stayed busy for "
-                                   f"{self.acquire_timeout_s:.1f} s (timeout_ms)")
+                    raise PoolBusy(f"all {self.max_workers} workers of {self.name} stayed full "
+                                   f"({self.max_inflight} invocations each) for {self.acquire_timeout_s:.1f} s "
+                                   "(timeout_ms)")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(remaining, grow_at - now) if may_grow
                                            else remaining)
@@ -123,36 +135,76 @@ class WorkerPool:
             if self._closed:  # closed (reload, shutdown) while this worker was starting
                 await worker.kill()
                 raise WorkerStartFailed(f"the worker pool for {self.name} was closed")
-            self._busy.add(worker)
+            self._load[worker] = 0
+            self._take(worker)
+            self._changed.notify_all()  # the new worker has room for others waiting too
         self.cold_starts += 1
         return worker, True
 
     async def release(self, worker: DenoWorker) -> None:
+        """One invocation of ``worker`` is over (its post-return work included). A dead worker is dropped and
+        replaced; a retiring one (or any, once the pool is closed) is stopped when it holds nothing more."""
+        stop = False
         async with self._changed:
-            self._busy.discard(worker)
-            keep = worker.alive and not self._closed
-            if keep:
-                self._park(worker)
+            if worker in self._load:
+                self._load[worker] -= 1
+                if not worker.alive:
+                    self._forget(worker)
+                    stop = True
+                elif self._load[worker] <= 0:
+                    if worker.accepting and not self._closed:
+                        self._idle_since[worker] = asyncio.get_running_loop().time()
+                        self._start_reaper()
+                    else:
+                        self._forget(worker)
+                        stop = True
+            elif not worker.alive:
+                stop = True  # dropped already by another holder; the kill below is idempotent
             self._changed.notify_all()
-        if not keep:
+        if stop:
+            if worker.alive:  # retired: it finished what it held
+                self.retired += 1
             await worker.kill()
             if not self._closed:
                 self._in_background(self.warm())
 
     async def close(self, *, drain: bool = False) -> None:
-        """Stop the workers. With ``drain`` (hot reload) busy ones first finish their request and are
+        """Stop the workers. With ``drain`` (hot reload) busy ones first finish their invocations and are
         stopped when released; without it (shutdown) they are stopped at once and their requests fail."""
         async with self._changed:
             self._closed = True
-            workers = list(self._idle) if drain else [*self._idle, *self._busy]
-            self._idle.clear()
-            self._idle_since.clear()
-            if not drain:
-                self._busy.clear()
+            workers = [w for w, load in self._load.items() if load <= 0 or not drain]
+            for worker in workers:
+                self._forget(worker)
             self._changed.notify_all()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
+
+    def _least_loaded(self) -> DenoWorker | None:
+        """The accepting worker with the fewest invocations in flight and room for one more; the newest among
+        equals (so older ones are left idle and retired first)."""
+        best: DenoWorker | None = None
+        for worker, load in self._load.items():
+            if worker.accepting and load < self.max_inflight and (best is None or load <= self._load[best]):
+                best = worker
+        return best
+
+    def _take(self, worker: DenoWorker) -> None:
+        self._load[worker] += 1
+        self._idle_since.pop(worker, None)
+
+    def _forget(self, worker: DenoWorker) -> None:
+        self._load.pop(worker, None)
+        self._idle_since.pop(worker, None)
+
+    def _drop_unusable(self) -> None:
+        """Stop, in the background, workers that died or retired while holding nothing (caller holds the lock)."""
+        for worker in [w for w, load in self._load.items() if load <= 0 and not w.accepting]:
+            self._forget(worker)
+            if worker.alive:
+                self.retired += 1
+            self._in_background(worker.kill())
 
     async def _start_worker(self) -> DenoWorker:
         worker = self._factory()
@@ -177,13 +229,13 @@ class WorkerPool:
             if self._closed:
                 await worker.kill()
                 return
-            self._park(worker)
+            self._load[worker] = 0
+            self._idle_since[worker] = asyncio.get_running_loop().time()
+            self._start_reaper()
             self._changed.notify_all()
 
-    def _park(self, worker: DenoWorker) -> None:
-        """An idle worker joins the pool (caller holds the lock); the reaper runs while any is idle."""
-        self._idle.append(worker)
-        self._idle_since[worker] = asyncio.get_running_loop().time()
+    def _start_reaper(self) -> None:
+        """The reaper runs while any worker is idle (caller holds the lock)."""
         if self.policy.shrinks and (self._reaper is None or self._reaper.done()):
             self._reaper = asyncio.ensure_future(self._reap())
             self._background.add(self._reaper)
@@ -193,7 +245,7 @@ class WorkerPool:
         """Retire workers that stayed idle past the policy's limits, until none is idle."""
         limits = [s for s in (self.policy.surplus_idle_s, self.policy.idle_s) if s is not None]
         interval = max(0.05, min(limits) / 4)
-        while self._idle and not self._closed:
+        while self._idle_since and not self._closed:
             await asyncio.sleep(interval)
             expired = self._expired(asyncio.get_running_loop().time())
             if expired:
@@ -204,14 +256,13 @@ class WorkerPool:
         """Take the idle workers past their limit out of the pool, oldest first (no await: atomic)."""
         expired: list[DenoWorker] = []
         surplus, last = self.policy.surplus_idle_s, self.policy.idle_s
-        for worker in list(self._idle):
-            quiet = now - self._idle_since.get(worker, now)
+        for worker, since in sorted(self._idle_since.items(), key=lambda item: item[1]):
+            quiet = now - since
             others = self.size - len(expired) > 1
             if (surplus is not None and others and quiet >= surplus) or (last is not None and quiet >= last):
                 expired.append(worker)
         for worker in expired:
-            self._idle.remove(worker)
-            self._idle_since.pop(worker, None)
+            self._forget(worker)
         return expired
 
     def _in_background(self, coro: object) -> None:
