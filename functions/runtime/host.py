@@ -86,7 +86,7 @@ class RuntimeOptions:
     deno_dir: Path | None = None
     # How pools grow and shrink: by default at once and never (a Lambda serves one function).
     pool_policy: PoolPolicy = field(default_factory=PoolPolicy)
-    # Invocations one Deno worker runs at once (never more than the function's flux.json concurrency).
+    # Invocations one Deno worker runs at once; a function runs at most its flux.json concurrency in all.
     max_inflight: int = DEFAULT_MAX_INFLIGHT
 
 
@@ -148,7 +148,8 @@ class Runtime:
                                            max_workers=min(self.options.max_workers, spec.config.concurrency),
                                            acquire_timeout_s=spec.config.timeout_ms / 1000,
                                            policy=self.options.pool_policy,
-                                           max_inflight=min(self.options.max_inflight, spec.config.concurrency))
+                                           max_inflight=self.options.max_inflight,
+                                           max_concurrent=spec.config.concurrency)
 
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:

@@ -5,10 +5,13 @@ with the user module already loaded. A worker runs up to ``max_inflight``
 invocations concurrently (its bootstrap multiplexes them, like a Deno HTTP server
 serves many requests); a request goes to the least-loaded worker that has room,
 and the pool grows, up to ``max_workers``, only when every worker is full; then
-callers wait. A worker that crashed or was killed on timeout is dropped and
-replaced in the background, so the next request is served by a healthy one; a
-worker that *retires* (it may still run abandoned work: see worker.py) takes no
-new invocation and is stopped once the ones it holds are released.
+callers wait. At most ``max_concurrent`` invocations run in the whole pool at once
+(the function's ``concurrency``, as its reserved concurrency bounds it in AWS);
+past that callers wait for one to finish rather than start a worker. A worker
+that crashed or was killed on timeout is dropped and replaced in the background,
+so the next request is served by a healthy one; a worker that *retires* (it may
+still run abandoned work: see worker.py) takes no new invocation and is stopped
+once the ones it holds are released.
 
 A :class:`PoolPolicy` decides how eagerly the pool grows and whether it shrinks.
 The default (the Lambda runtime's) grows at once and never shrinks. ``flux dev``
@@ -59,14 +62,19 @@ class PoolPolicy:
 class WorkerPool:
     def __init__(self, name: str, factory: Callable[[], DenoWorker], *, min_warm: int = 1, max_workers: int = 4,
                  acquire_timeout_s: float = 60.0, policy: PoolPolicy | None = None,
-                 max_inflight: int = DEFAULT_MAX_INFLIGHT) -> None:
-        """``acquire_timeout_s``: how long a request waits for room in a worker (the function's timeout)."""
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT, max_concurrent: int | None = None) -> None:
+        """``acquire_timeout_s``: how long a request waits for room in a worker (the function's timeout).
+        ``max_inflight``: invocations one worker runs at once; ``max_concurrent``: in the whole pool (None: no
+        bound but ``max_workers * max_inflight``)."""
         self.name = name
         self.policy = policy or PoolPolicy()
         self._factory = factory
         self.min_warm = min_warm
         self.max_workers = max(max_workers, 1)
         self.max_inflight = max(max_inflight, 1)
+        self.max_concurrent = max(max_concurrent or self.max_workers * self.max_inflight, 1)
+        self._held = 0      # invocations in flight in the pool (a starting worker's first one included)
+        self._waiting = 0   # callers in acquire
         self.acquire_timeout_s = acquire_timeout_s
         self._load: dict[DenoWorker, int] = {}      # started workers (oldest first) → invocations held
         self._idle_since: dict[DenoWorker, float] = {}  # those holding none, since when
@@ -85,7 +93,7 @@ class WorkerPool:
     @property
     def inflight(self) -> int:
         """Invocations the pool's workers hold now (running, or settling their post-return work)."""
-        return sum(self._load.values())
+        return self._held
 
     async def warm(self) -> None:
         """Start workers until ``min_warm`` are there (used at start and after reloads)."""
@@ -104,39 +112,53 @@ class WorkerPool:
         now = loop.time()
         deadline, grow_at = now + self.acquire_timeout_s, now + self.policy.grow_after_s
         async with self._changed:
-            while True:
-                if self._closed:
-                    raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
-                self._drop_unusable()
-                worker = self._least_loaded()
-                if worker is not None:
-                    self._take(worker)
-                    return worker, False
-                now = loop.time()
-                may_grow = self.size < self.max_workers + overflow
-                if may_grow and (self.size == 0 or now >= grow_at):
-                    self._starting += 1
-                    break
-                remaining = deadline - now
-                if remaining <= 0:
-                    raise PoolBusy(f"all {self.max_workers} workers of {self.name} stayed full "
-                                   f"({self.max_inflight} invocations each) for {self.acquire_timeout_s:.1f} s "
-                                   "(timeout_ms)")
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), min(remaining, grow_at - now) if may_grow
-                                           else remaining)
+            self._waiting += 1
+            try:
+                while True:
+                    if self._closed:
+                        raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
+                    self._drop_unusable()
+                    may_grow = False
+                    if self._held < self.max_concurrent + overflow:
+                        worker = self._least_loaded()
+                        if worker is not None:
+                            self._take(worker)
+                            return worker, False
+                        now = loop.time()
+                        # Grow once every worker is full, and not for callers a starting worker will take.
+                        may_grow = self.size < self.max_workers + overflow \
+                            and self._starting * self.max_inflight < self._waiting
+                        if may_grow and (self.size == 0 or now >= grow_at):
+                            self._starting += 1
+                            self._held += 1  # this caller's place in the worker it starts
+                            break
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise PoolBusy(f"{self.name} stayed at its limit ({self.size} workers of "
+                                       f"{self.max_inflight} invocations, {self.max_concurrent} at most in all) "
+                                       f"for {self.acquire_timeout_s:.1f} s (timeout_ms)")
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._changed.wait(),
+                                               max(0.0, min(remaining, grow_at - loop.time())) if may_grow
+                                               else remaining)
+            finally:
+                self._waiting -= 1
         try:
             worker = await self._start_worker()
-        finally:
+        except BaseException:
             async with self._changed:
                 self._starting -= 1
+                self._held -= 1
                 self._changed.notify_all()  # a failed start frees a slot others may be waiting for
+            raise
         async with self._changed:
+            self._starting -= 1
             if self._closed:  # closed (reload, shutdown) while this worker was starting
+                self._held -= 1
+                self._changed.notify_all()
                 await worker.kill()
                 raise WorkerStartFailed(f"the worker pool for {self.name} was closed")
-            self._load[worker] = 0
-            self._take(worker)
+            self._load[worker] = 1
             self._changed.notify_all()  # the new worker has room for others waiting too
         self.cold_starts += 1
         return worker, True
@@ -146,6 +168,7 @@ class WorkerPool:
         replaced; a retiring one (or any, once the pool is closed) is stopped when it holds nothing more."""
         stop = False
         async with self._changed:
+            self._held -= 1
             if worker in self._load:
                 self._load[worker] -= 1
                 if not worker.alive:
@@ -191,6 +214,7 @@ class WorkerPool:
         return best
 
     def _take(self, worker: DenoWorker) -> None:
+        self._held += 1
         self._load[worker] += 1
         self._idle_since.pop(worker, None)
 

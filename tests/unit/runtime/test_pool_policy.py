@@ -31,8 +31,8 @@ class FakeWorker:
         self.alive, self.killed = False, True
 
 
-def _pool(policy: PoolPolicy | None, *, max_workers: int = 4,
-          max_inflight: int = 1) -> tuple[WorkerPool, list[FakeWorker]]:
+def _pool(policy: PoolPolicy | None, *, max_workers: int = 4, max_inflight: int = 1,
+          max_concurrent: int | None = None) -> tuple[WorkerPool, list[FakeWorker]]:
     made: list[FakeWorker] = []
 
     def factory() -> FakeWorker:
@@ -40,7 +40,7 @@ def _pool(policy: PoolPolicy | None, *, max_workers: int = 4,
         return made[-1]
 
     return WorkerPool("f", factory, min_warm=1, max_workers=max_workers, acquire_timeout_s=2.0,  # type: ignore[arg-type]
-                      policy=policy, max_inflight=max_inflight), made
+                      policy=policy, max_inflight=max_inflight, max_concurrent=max_concurrent), made
 
 
 def test_idle_workers_are_retired_to_zero_and_the_next_request_cold_starts() -> None:
@@ -160,6 +160,38 @@ def test_a_dead_worker_is_dropped_at_its_first_release_and_replaced() -> None:
         worker, cold = await pool.acquire()
         assert worker is made[1] and not cold
         await pool.release(worker)
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_callers_past_max_concurrent_wait_for_a_release_instead_of_growing_the_pool() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(None, max_inflight=32, max_concurrent=2)
+        await pool.warm()
+        (a, _), (b, _) = await pool.acquire(), await pool.acquire()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.1, lambda: asyncio.ensure_future(pool.release(a)))
+        started = loop.time()
+        c, cold = await pool.acquire()               # the function is at its concurrency: it waits its turn
+        assert loop.time() - started >= 0.09 and not cold and c is made[0] and len(made) == 1
+        await pool.release(b)
+        await pool.release(c)
+        await pool.close()
+
+    asyncio.run(scenario())
+
+
+def test_one_started_worker_serves_many_waiting_callers() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(PoolPolicy(grow_after_s=0.05), max_inflight=4)
+        await pool.warm()
+        held = [await pool.acquire() for _ in range(4)]      # the first worker is full
+        more = await asyncio.gather(*(pool.acquire() for _ in range(4)))
+        assert len(made) == 2 and {w for w, _ in more} == {made[1]}  # not one new worker per waiting caller
+        assert sum(cold for _, cold in more) == 1
+        for worker, _ in held + list(more):
+            await pool.release(worker)
         await pool.close()
 
     asyncio.run(scenario())
