@@ -136,6 +136,7 @@ class SweepRow:
     peak_rss_mb: float
     peak_deno: int
     cpu_us_per_request: float
+    deno_cpu_us_per_request: float
 
 
 def sweep(tools, db: BenchDatabase, work: Path, scenarios: list[str], connections: list[int],
@@ -153,12 +154,13 @@ def sweep(tools, db: BenchDatabase, work: Path, scenarios: list[str], connection
                 mark = sampler.mark()
                 result = run_wrk(base, scenario, LoadSettings(threads=2, connections=count, duration_s=load_s,
                                                               warmup_s=0))
-                cpu_s = sum(sampler.cpu_since(mark).values())
+                by_name = sampler.cpu_since(mark)
+                cpu_s, per = sum(by_name.values()), 1e6 / max(result.requests, 1)
                 sampler.stop()
                 deno.stop()
                 rows.append(SweepRow(scenario, count, round(result.rps), result.p99_ms, result.non_2xx,
                                      round(sampler.sample.peak_rss_bytes / 2**20, 1), deno.peak("start")[1],
-                                     round(cpu_s * 1e6 / max(result.requests, 1), 1)))
+                                     round(cpu_s * per, 1), round(by_name.get("deno", 0.0) * per, 1)))
     finally:
         process.stop()
     return rows
@@ -192,11 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             db.stop()
             shutil.rmtree(work, ignore_errors=True)
-        print("\n| scenario | connections | req/s | p99 ms | non-2xx | peak RSS MB | peak Deno | CPU us/req |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("\n| scenario | connections | req/s | p99 ms | non-2xx | peak RSS MB | peak Deno | CPU us/req | "
+              "of which Deno |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
             print(f"| {row.scenario} | {row.connections} | {row.rps:.0f} | {row.p99_ms:.1f} | {row.non_2xx} | "
-                  f"{row.peak_rss_mb:.0f} | {row.peak_deno} | {row.cpu_us_per_request:.0f} |")
+                  f"{row.peak_rss_mb:.0f} | {row.peak_deno} | {row.cpu_us_per_request:.0f} | "
+                  f"{row.deno_cpu_us_per_request:.0f} |")
         return 0
     try:
         db.start()
