@@ -42,6 +42,15 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
           await new Promise((r) => setTimeout(r, input.ms ?? 400));
           return { pid: Deno.pid };
         }"""),
+    # Writes its caller's credential to raw stdout (stray output) while a sibling is in flight.
+    "prints": ({"timeout_ms": 5000}, """
+        export default async function handler(input, ctx) {
+          await new Promise((r) => setTimeout(r, input.wait ?? 0));
+          const token = ctx.request.headers["authorization"];
+          await Deno.stdout.write(new TextEncoder().encode(`raw ${input.name}: ${token}\\n`));
+          await new Promise((r) => setTimeout(r, input.after ?? 0));
+          return { ok: true };
+        }"""),
     # Returns at once but leaves a long timer behind (work after return), or sleeps and returns.
     "leaves_work": ({"timeout_ms": 5000}, """
         export default async function handler(input) {
@@ -149,3 +158,30 @@ def test_post_return_work_retires_the_worker_and_its_siblings_finish(env) -> Non
     spans = [s for s in sink.spans if s.trace_id == _trace(402)]
     assert any(s.name == "post-return work (worker recycled)" for s in spans)
     assert any("retired" in log.message for log in sink.logs if log.trace_id == _trace(402))
+
+
+def test_stray_output_is_redacted_with_the_credentials_of_every_invocation_in_flight(env) -> None:
+    """Raw stdout cannot be tied to one invocation, so it is kept with the oldest in flight: it must not carry a
+    sibling's credential into that trace."""
+    loop, _, sink = env
+
+    def request(token: str) -> dict[str, Any]:
+        return {"method": "POST", "path": "/prints", "route": "/prints", "params": {}, "query": {},
+                "headers": {"authorization": f"Bearer {token}"}, "cookies": {}, "body": b""}
+
+    async def both() -> list[Any]:
+        calls = [("first", {"name": "a", "after": 400}, "tok-first-abcdef-123456", _trace(500)),
+                 ("second", {"name": "b", "wait": 100}, "tok-second-ghijkl-789012", _trace(501))]
+
+        async def one(i: int, name: str, payload: dict, token: str, trace: str) -> Any:
+            await asyncio.sleep(i * 0.03)
+            return await env[1].invoke("prints", payload, CallContext(trace, None, "", trace, sink,
+                                                                      request=request(token)))
+
+        return await asyncio.gather(*(one(i, *c) for i, c in enumerate(calls)))
+
+    assert loop.run_until_complete(both()) == [{"ok": True}, {"ok": True}]
+    stray = [log for log in sink.logs if log.trace_id in (_trace(500), _trace(501)) and log.message.startswith("raw")]
+    assert {log.message for log in stray} == {"raw a: [redacted]", "raw b: [redacted]"}
+    assert all(log.trace_id == _trace(500) for log in stray)  # the oldest invocation in flight keeps both
+    assert next(log for log in stray if log.message.startswith("raw b")).fields["inflight"] == 2
