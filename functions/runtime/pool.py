@@ -108,6 +108,12 @@ class WorkerPool:
         ``overflow`` lets a nested ``ctx.function.invoke`` start workers past ``max_workers``: its callers
         hold room in workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
         """
+        # The common case, room in a worker, needs no lock: nothing awaits between the check and the take.
+        if not self._closed and self._held < self.max_concurrent + overflow:
+            worker = self._least_loaded()
+            if worker is not None:
+                self._take(worker)
+                return worker, False
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline, grow_at = now + self.acquire_timeout_s, now + self.policy.grow_after_s
@@ -166,24 +172,26 @@ class WorkerPool:
     async def release(self, worker: DenoWorker) -> None:
         """One invocation of ``worker`` is over (its post-return work included). A dead worker is dropped and
         replaced; a retiring one (or any, once the pool is closed) is stopped when it holds nothing more."""
+        # Bookkeeping without the lock (no await in it); the lock only to wake callers waiting for room.
         stop = False
-        async with self._changed:
-            self._held -= 1
-            if worker in self._load:
-                self._load[worker] -= 1
-                if not worker.alive:
+        self._held -= 1
+        if worker in self._load:
+            self._load[worker] -= 1
+            if not worker.alive:
+                self._forget(worker)
+                stop = True
+            elif self._load[worker] <= 0:
+                if worker.accepting and not self._closed:
+                    self._idle_since[worker] = asyncio.get_running_loop().time()
+                    self._start_reaper()
+                else:
                     self._forget(worker)
                     stop = True
-                elif self._load[worker] <= 0:
-                    if worker.accepting and not self._closed:
-                        self._idle_since[worker] = asyncio.get_running_loop().time()
-                        self._start_reaper()
-                    else:
-                        self._forget(worker)
-                        stop = True
-            elif not worker.alive:
-                stop = True  # dropped already by another holder; the kill below is idempotent
-            self._changed.notify_all()
+        elif not worker.alive:
+            stop = True  # dropped already by another holder; the kill below is idempotent
+        if self._waiting:
+            async with self._changed:
+                self._changed.notify_all()
         if stop:
             if worker.alive:  # retired: it finished what it held
                 self.retired += 1
