@@ -26,6 +26,7 @@ const realSetTimeout = globalThis.setTimeout;
 const realSetInterval = globalThis.setInterval;
 const realClearTimeout = globalThis.clearTimeout;
 const realClearInterval = globalThis.clearInterval;
+const realQueueMicrotask = globalThis.queueMicrotask;
 // What a returned Response is read with: the class, its getters and body reader, captured so that
 // user code patching Response.prototype or Headers.prototype cannot change what the client receives.
 const ResponseClass = globalThis.Response;
@@ -75,7 +76,26 @@ function frameOf(fields: Record<string, unknown>): Record<string, unknown> {
   return assign(createNull(null), fields);
 }
 
-function writeFrame(fields: Record<string, unknown>): void {
+function writeLine(text: string): void {
+  const bytes: Uint8Array = apply(encode, encoder, [text]);
+  let written = 0;
+  while (written < bytes.length) written += apply(writeSync, channel, [apply(subarray, bytes, [written])]);
+}
+
+// Done and idle frames are held until the end of the current burst of microtasks, so the invocations that
+// finish together (they started together: the host writes them in one batch) go out in one write. Any
+// other frame is written at once, after whatever is held, so the order on the channel is the order here,
+// and a log line written just before user code blocks or crashes is never held back.
+let held: string[] = [];
+
+function flushHeld(): void {
+  if (!held.length) return;
+  const text = held.join("");
+  held = [];
+  writeLine(text);
+}
+
+function writeFrame(fields: Record<string, unknown>, hold = false): void {
   const frame = frameOf(fields);
   let line: string;
   try {
@@ -83,9 +103,15 @@ function writeFrame(fields: Record<string, unknown>): void {
   } catch (_err) {
     line = apply(stringify, JSON, [assign(frame, { value: undefined, fields: undefined, unserializable: true })]);
   }
-  const bytes: Uint8Array = apply(encode, encoder, [`${line}\n`]);
-  let written = 0;
-  while (written < bytes.length) written += apply(writeSync, channel, [apply(subarray, bytes, [written])]);
+  if (hold) {
+    if (!held.length) apply(realQueueMicrotask, globalThis, [flushHeld]);
+    held.push(`${line}\n`);
+  } else if (held.length) {
+    held.push(`${line}\n`);
+    flushHeld();
+  } else {
+    writeLine(`${line}\n`);
+  }
 }
 
 // Timers user code starts are counted per invocation, so the host learns when an invocation returned
@@ -112,7 +138,7 @@ function maybeIdle(inv: number): void {
   const w = work.get(inv);
   if (!w || w.running || pendingWork(w) !== 0) return;
   work.delete(inv);
-  writeFrame({ t: "idle", id: inv });
+  writeFrame({ t: "idle", id: inv }, true);
 }
 
 function trackTimer(id: number): void {
@@ -469,7 +495,7 @@ function finish(inv: number, outcome: Record<string, unknown>): void {
   w.running = false;
   const left = pendingWork(w);
   if (!left) work.delete(inv);
-  writeFrame({ t: "done", id: inv, pending: left, ...outcome });
+  writeFrame({ t: "done", id: inv, pending: left, ...outcome }, true);
 }
 
 function onMessage(message: any): void {
