@@ -213,8 +213,6 @@ class DenoWorker:
                         f"({int(timeout_s * 1000)} ms), so the worker was stopped with this invocation in it; "
                         "it was not retried"))
                 done = await invocation.done  # a crash or sibling timeout may have come first: that error
-            if done.pending:
-                self._idle[invocation.id] = asyncio.get_running_loop().create_future()
             return done
         finally:
             self.invocations_served += 1
@@ -452,6 +450,8 @@ class DenoWorker:
             return  # otherwise late output of an invocation that already ended
         if isinstance(frame, DoneFrame):
             if not invocation.done.done():
+                if frame.pending:  # before the next frame is read: its idle frame may be right behind it
+                    self._idle[inv] = asyncio.get_running_loop().create_future()
                 invocation.done.set_result(frame)
         elif isinstance(frame, LogFrame):
             invocation.on_log(frame.model_dump())
