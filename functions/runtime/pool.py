@@ -27,8 +27,8 @@ retired.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -80,7 +80,7 @@ class WorkerPool:
         self._idle_since: dict[DenoWorker, float] = {}  # those holding none, since when
         self._reaper: asyncio.Task[None] | None = None
         self._starting = 0
-        self._changed = asyncio.Condition()
+        self._waiters: deque[asyncio.Future[None]] = deque()  # callers waiting for room, first come first
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
@@ -108,7 +108,7 @@ class WorkerPool:
         ``overflow`` lets a nested ``ctx.function.invoke`` start workers past ``max_workers``: its callers
         hold room in workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
         """
-        # The common case, room in a worker, needs no lock: nothing awaits between the check and the take.
+        # No lock anywhere: the event loop runs one thing at a time and nothing awaits between a check and a take.
         if not self._closed and self._held < self.max_concurrent + overflow:
             worker = self._least_loaded()
             if worker is not None:
@@ -117,62 +117,54 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline, grow_at = now + self.acquire_timeout_s, now + self.policy.grow_after_s
-        async with self._changed:
-            self._waiting += 1
-            try:
-                while True:
-                    if self._closed:
-                        raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
-                    self._drop_unusable()
-                    may_grow = False
-                    if self._held < self.max_concurrent + overflow:
-                        worker = self._least_loaded()
-                        if worker is not None:
-                            self._take(worker)
-                            return worker, False
-                        now = loop.time()
-                        # Grow once every worker is full, and not for callers a starting worker will take.
-                        may_grow = self.size < self.max_workers + overflow \
-                            and self._starting * self.max_inflight < self._waiting
-                        if may_grow and (self.size == 0 or now >= grow_at):
-                            self._starting += 1
-                            self._held += 1  # this caller's place in the worker it starts
-                            break
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise PoolBusy(f"{self.name} stayed at its limit ({self.size} workers of "
-                                       f"{self.max_inflight} invocations, {self.max_concurrent} at most in all) "
-                                       f"for {self.acquire_timeout_s:.1f} s (timeout_ms)")
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(),
-                                               max(0.0, min(remaining, grow_at - loop.time())) if may_grow
-                                               else remaining)
-            finally:
-                self._waiting -= 1
+        self._waiting += 1
+        try:
+            while True:
+                if self._closed:
+                    raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
+                self._drop_unusable()
+                may_grow = False
+                if self._held < self.max_concurrent + overflow:
+                    worker = self._least_loaded()
+                    if worker is not None:
+                        self._take(worker)
+                        return worker, False
+                    now = loop.time()
+                    # Grow once every worker is full, and not for callers a starting worker will take.
+                    may_grow = self.size < self.max_workers + overflow \
+                        and self._starting * self.max_inflight < self._waiting
+                    if may_grow and (self.size == 0 or now >= grow_at):
+                        self._starting += 1
+                        self._held += 1  # this caller's place in the worker it starts
+                        break
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    raise PoolBusy(f"{self.name} stayed at its limit ({self.size} workers of "
+                                   f"{self.max_inflight} invocations, {self.max_concurrent} at most in all) "
+                                   f"for {self.acquire_timeout_s:.1f} s (timeout_ms)")
+                await self._wait(max(0.0, min(remaining, grow_at - loop.time())) if may_grow else remaining)
+        finally:
+            self._waiting -= 1
         try:
             worker = await self._start_worker()
         except BaseException:
-            async with self._changed:
-                self._starting -= 1
-                self._held -= 1
-                self._changed.notify_all()  # a failed start frees a slot others may be waiting for
-            raise
-        async with self._changed:
             self._starting -= 1
-            if self._closed:  # closed (reload, shutdown) while this worker was starting
-                self._held -= 1
-                self._changed.notify_all()
-                await worker.kill()
-                raise WorkerStartFailed(f"the worker pool for {self.name} was closed")
-            self._load[worker] = 1
-            self._changed.notify_all()  # the new worker has room for others waiting too
+            self._held -= 1
+            self._wake_all()  # a failed start frees a slot others may be waiting for
+            raise
+        self._starting -= 1
+        if self._closed:  # closed (reload, shutdown) while this worker was starting
+            self._held -= 1
+            await worker.kill()
+            raise WorkerStartFailed(f"the worker pool for {self.name} was closed")
+        self._load[worker] = 1
+        self._wake(self.max_inflight - 1)  # the new worker has room for others waiting too
         self.cold_starts += 1
         return worker, True
 
     async def release(self, worker: DenoWorker) -> None:
         """One invocation of ``worker`` is over (its post-return work included). A dead worker is dropped and
         replaced; a retiring one (or any, once the pool is closed) is stopped when it holds nothing more."""
-        # Bookkeeping without the lock (no await in it); the lock only to wake callers waiting for room.
         stop = False
         self._held -= 1
         if worker in self._load:
@@ -189,28 +181,57 @@ class WorkerPool:
                     stop = True
         elif not worker.alive:
             stop = True  # dropped already by another holder; the kill below is idempotent
-        if self._waiting:
-            async with self._changed:
-                self._changed.notify_all()
         if stop:
+            self._wake_all()  # one worker fewer: waiting callers may now start one
             if worker.alive:  # retired: it finished what it held
                 self.retired += 1
             await worker.kill()
             if not self._closed:
                 self._in_background(self.warm())
+        else:
+            self._wake(1)  # one place freed: one waiting caller, not all of them, re-checks
 
     async def close(self, *, drain: bool = False) -> None:
         """Stop the workers. With ``drain`` (hot reload) busy ones first finish their invocations and are
         stopped when released; without it (shutdown) they are stopped at once and their requests fail."""
-        async with self._changed:
-            self._closed = True
-            workers = [w for w, load in self._load.items() if load <= 0 or not drain]
-            for worker in workers:
-                self._forget(worker)
-            self._changed.notify_all()
+        self._closed = True
+        workers = [w for w, load in self._load.items() if load <= 0 or not drain]
+        for worker in workers:
+            self._forget(worker)
+        self._wake_all()
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*(w.kill() for w in workers), return_exceptions=True)
+
+    async def _wait(self, timeout_s: float) -> None:
+        """Wait, first come first served, until woken (room may have been made) or ``timeout_s`` passes.
+
+        One future per waiting caller instead of a Condition: a release wakes one caller, not every caller
+        (64 connections on a function limited to 10 would otherwise wake 54 coroutines per release). A wake
+        that reaches a caller being cancelled is passed on, so no place is left unclaimed."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            pass
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._wake(1)
+            raise
+        finally:
+            if not waiter.done():
+                waiter.cancel()
+
+    def _wake(self, count: int) -> None:
+        while count > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    def _wake_all(self) -> None:
+        self._wake(len(self._waiters))
 
     def _least_loaded(self) -> DenoWorker | None:
         """The accepting worker with the fewest invocations in flight and room for one more; the newest among
@@ -231,7 +252,7 @@ class WorkerPool:
         self._idle_since.pop(worker, None)
 
     def _drop_unusable(self) -> None:
-        """Stop, in the background, workers that died or retired while holding nothing (caller holds the lock)."""
+        """Stop, in the background, workers that died or retired while holding nothing (no await: atomic)."""
         for worker in [w for w, load in self._load.items() if load <= 0 and not w.accepting]:
             self._forget(worker)
             if worker.alive:
@@ -244,30 +265,27 @@ class WorkerPool:
         return worker
 
     async def _spawn_idle(self) -> None:
-        async with self._changed:
-            if self._closed or self.size >= self.max_workers:
-                return
-            self._starting += 1
+        if self._closed or self.size >= self.max_workers:
+            return
+        self._starting += 1
         try:
             worker = await self._start_worker()
         except Exception:  # noqa: BLE001 - logged; the next acquire retries the start
             _log.exception("could not start a worker for %s", self.name)
-            async with self._changed:
-                self._starting -= 1
-                self._changed.notify_all()
-            return
-        async with self._changed:
             self._starting -= 1
-            if self._closed:
-                await worker.kill()
-                return
-            self._load[worker] = 0
-            self._idle_since[worker] = asyncio.get_running_loop().time()
-            self._start_reaper()
-            self._changed.notify_all()
+            self._wake_all()
+            return
+        self._starting -= 1
+        if self._closed:
+            await worker.kill()
+            return
+        self._load[worker] = 0
+        self._idle_since[worker] = asyncio.get_running_loop().time()
+        self._start_reaper()
+        self._wake(self.max_inflight)
 
     def _start_reaper(self) -> None:
-        """The reaper runs while any worker is idle (caller holds the lock)."""
+        """The reaper runs while any worker is idle (no await: atomic)."""
         if self.policy.shrinks and (self._reaper is None or self._reaper.done()):
             self._reaper = asyncio.ensure_future(self._reap())
             self._background.add(self._reaper)
