@@ -195,3 +195,26 @@ def test_one_started_worker_serves_many_waiting_callers() -> None:
         await pool.close()
 
     asyncio.run(scenario())
+
+
+def test_a_release_hands_its_place_to_the_first_waiting_caller_only() -> None:
+    async def scenario() -> None:
+        pool, made = _pool(None, max_inflight=32, max_concurrent=1)
+        await pool.warm()
+        first, _ = await pool.acquire()
+        waiting = [asyncio.ensure_future(pool.acquire()) for _ in range(3)]
+        await asyncio.sleep(0.01)
+        assert not any(t.done() for t in waiting) and pool.inflight == 1
+        await pool.release(first)
+        await asyncio.sleep(0.01)
+        assert [t.done() for t in waiting] == [True, False, False]   # first come, first served
+        assert len(pool._waiters) == 2                               # the others were not woken to re-check
+        for i in (1, 2):
+            await pool.release(waiting[i - 1].result()[0])
+            await asyncio.sleep(0.01)
+            assert waiting[i].done()
+        await pool.release(waiting[2].result()[0])
+        assert pool.inflight == 0 and len(made) == 1
+        await pool.close()
+
+    asyncio.run(scenario())
