@@ -81,6 +81,7 @@ class WorkerPool:
         self._reaper: asyncio.Task[None] | None = None
         self._starting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()  # callers waiting for room, first come first
+        self._woken = 0  # callers woken for a freed place that have not run yet: the place is theirs
         self._closed = False
         self._background: set[asyncio.Task[None]] = set()
         self.cold_starts = 0
@@ -109,7 +110,8 @@ class WorkerPool:
         hold room in workers while they wait for it, so a full pool would otherwise deadlock until the timeout.
         """
         # No lock anywhere: the event loop runs one thing at a time and nothing awaits between a check and a take.
-        if not self._closed and self._held < self.max_concurrent + overflow:
+        # A newcomer takes room only when nobody waits for it (callers woken for a freed place keep it).
+        if not self._closed and not self._waiters and self._held + self._woken < self.max_concurrent + overflow:
             worker = self._least_loaded()
             if worker is not None:
                 self._take(worker)
@@ -118,13 +120,14 @@ class WorkerPool:
         now = loop.time()
         deadline, grow_at = now + self.acquire_timeout_s, now + self.policy.grow_after_s
         self._waiting += 1
+        queued = bool(self._waiters)  # others wait already: behind them, first come first served
         try:
             while True:
                 if self._closed:
                     raise WorkerStartFailed(f"the worker pool for {self.name} is closed")
                 self._drop_unusable()
                 may_grow = False
-                if self._held < self.max_concurrent + overflow:
+                if not queued and self._held + self._woken < self.max_concurrent + overflow:
                     worker = self._least_loaded()
                     if worker is not None:
                         self._take(worker)
@@ -143,6 +146,7 @@ class WorkerPool:
                                    f"{self.max_inflight} invocations, {self.max_concurrent} at most in all) "
                                    f"for {self.acquire_timeout_s:.1f} s (timeout_ms)")
                 await self._wait(max(0.0, min(remaining, grow_at - loop.time())) if may_grow else remaining)
+                queued = False
         finally:
             self._waiting -= 1
         try:
@@ -217,8 +221,11 @@ class WorkerPool:
             pass
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
+                self._woken -= 1
                 self._wake(1)
             raise
+        else:
+            self._woken -= 1
         finally:
             if not waiter.done():
                 waiter.cancel()
@@ -228,6 +235,7 @@ class WorkerPool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._woken += 1
                 count -= 1
 
     def _wake_all(self) -> None:
