@@ -1,6 +1,7 @@
 """flux dev's memory and Deno worker count over time: under load, then idle; and a 30-function project.
 
     .venv/bin/python -m bench.pool_memory [--load-s 10] [--idle-s 60] [--functions 30] [--interval-s 1]
+    .venv/bin/python -m bench.pool_memory --sweep [--load-s 10] [--connections 16,64] [--scenarios hello,select]
 
 Two runs of ``flux dev`` against the bench Postgres, each sampled from /proc every ``--interval-s``
 (RSS of the whole process tree, gateway + Deno workers, and how many Deno processes it has):
@@ -12,6 +13,11 @@ Two runs of ``flux dev`` against the bench Postgres, each sampled from /proc eve
 Why: worker pools that grow with demand and retire idle workers (functions/runtime/pool.py
 ``PoolPolicy``) are judged by these curves (issue #16: <= 250 MB peak, <= 150 MB after 60 s idle,
 <= 300 MB for 30 functions served once). Prints markdown and the timelines as JSON lines.
+
+``--sweep`` instead runs one ``flux dev`` on the bench app and drives each scenario with wrk at each
+connection count for ``--load-s``: req/s, p99, peak tree RSS, peak Deno processes and the CPU the
+whole tree used per request (from /proc), the figures by which a change to the workers is judged
+(issue #16: peak RSS down, CPU per request down, under 16 and 64 connections).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import httpx
 from bench.database import BenchDatabase
 from bench.figures import scratch_dir
 from bench.loadgen import LoadSettings, run_wrk
-from bench.procs import ManagedProcess, all_stats, tree
+from bench.procs import ManagedProcess, TreeSampler, all_stats, tree
 from bench.setup_env import prepare
 from bench.stacks import REPO, base_env, copy_flux_app, free_port, wait_ready
 
@@ -120,6 +126,46 @@ def many_functions(tools, db: BenchDatabase, work: Path, count: int, idle_s: flo
     return timeline
 
 
+@dataclass(frozen=True)
+class SweepRow:
+    scenario: str
+    connections: int
+    rps: float
+    p99_ms: float
+    non_2xx: int
+    peak_rss_mb: float
+    peak_deno: int
+    cpu_us_per_request: float
+    deno_cpu_us_per_request: float
+
+
+def sweep(tools, db: BenchDatabase, work: Path, scenarios: list[str], connections: list[int],
+          load_s: float) -> list[SweepRow]:
+    """Each scenario at each connection count against one flux dev: throughput, memory, Deno processes and
+    CPU per request of the whole process tree (gateway and workers), each run measured on its own."""
+    process, base = _start_flux(tools, copy_flux_app("flux", work), db.dsn, work)
+    rows: list[SweepRow] = []
+    try:
+        for scenario in scenarios:
+            for count in connections:
+                db.reset()
+                deno = Timeline(process.pid, 0.25).start()
+                sampler = TreeSampler([process.pid], interval_s=0.25).start()
+                mark = sampler.mark()
+                result = run_wrk(base, scenario, LoadSettings(threads=2, connections=count, duration_s=load_s,
+                                                              warmup_s=0))
+                by_name = sampler.cpu_since(mark)
+                cpu_s, per = sum(by_name.values()), 1e6 / max(result.requests, 1)
+                sampler.stop()
+                deno.stop()
+                rows.append(SweepRow(scenario, count, round(result.rps), result.p99_ms, result.non_2xx,
+                                     round(sampler.sample.peak_rss_bytes / 2**20, 1), deno.peak("start")[1],
+                                     round(cpu_s * per, 1), round(by_name.get("deno", 0.0) * per, 1)))
+    finally:
+        process.stop()
+    return rows
+
+
 def _at(timeline: Timeline, seconds_into_idle: float) -> tuple[float, int]:
     idle = [p for p in timeline.points if p[3] == "idle"]
     if not idle:
@@ -135,8 +181,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-s", type=float, default=60)
     parser.add_argument("--functions", type=int, default=30)
     parser.add_argument("--interval-s", type=float, default=1.0)
+    parser.add_argument("--sweep", action="store_true", help="wrk at each --connections count instead")
+    parser.add_argument("--connections", default="16,64")
+    parser.add_argument("--scenarios", default="hello,select")
     args = parser.parse_args(argv)
     tools, db, work = prepare(), BenchDatabase(), scratch_dir()
+    if args.sweep:
+        try:
+            db.start()
+            rows = sweep(tools, db, work, args.scenarios.split(","), [int(c) for c in args.connections.split(",")],
+                         args.load_s)
+        finally:
+            db.stop()
+            shutil.rmtree(work, ignore_errors=True)
+        print("\n| scenario | connections | req/s | p99 ms | non-2xx | peak RSS MB | peak Deno | CPU us/req | "
+              "of which Deno |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print(f"| {row.scenario} | {row.connections} | {row.rps:.0f} | {row.p99_ms:.1f} | {row.non_2xx} | "
+                  f"{row.peak_rss_mb:.0f} | {row.peak_deno} | {row.cpu_us_per_request:.0f} | "
+                  f"{row.deno_cpu_us_per_request:.0f} |")
+        return 0
     try:
         db.start()
         app = bench_app(tools, db, work, args.load_s, args.idle_s, args.interval_s)

@@ -103,6 +103,14 @@ interface FluxRequest {
   readonly body: { bytes(): Promise<Uint8Array<ArrayBuffer>>; text(): Promise<string>; readonly length: number };
 }
 
+/** One invocation's context. A warm worker runs several invocations of its function at once (under `flux dev`
+ *  up to the function's `concurrency`; a Lambda instance serves one request at a time): each has its own `ctx`, and its logs, spans,
+ *  calls and timers are its own, but module-level variables are shared between them, as in a Deno or Node
+ *  server — keep per-request data in locals, not in module state. An invocation that runs past `timeout_ms`
+ *  stops its worker, so the others running in it at that moment fail with a 503 `worker_recycled` (never
+ *  retried for you); a worker that crashes fails all of them with a 502 `runtime_crashed`; timers or calls
+ *  still running 200 ms after the handler returned make the worker retire (it finishes the invocations in
+ *  flight, takes no new one, then stops). */
 interface FluxContext {
   readonly requestId: string;
   readonly traceId: string;

@@ -1,8 +1,8 @@
-"""Runtime error root. Worker-level failures map to the public 502/504 errors."""
+"""Runtime error root. Worker-level failures map to the public 502/503/504 errors."""
 
 from __future__ import annotations
 
-from functions.shared.errors import FluxError, Forbidden, FunctionTimeout, RuntimeCrashed
+from functions.shared.errors import FluxError, Forbidden, FunctionTimeout, RuntimeCrashed, WorkerRecycled
 
 
 class RuntimeFailure(FluxError):
@@ -26,6 +26,15 @@ class WorkerTimedOut(RuntimeFailure, FunctionTimeout):
 
     def __init__(self, timeout_s: float) -> None:
         super().__init__(f"the function did not finish within {int(timeout_s * 1000)} ms (timeout_ms)")
+
+
+class SiblingTimedOut(RuntimeFailure, WorkerRecycled):
+    """Another invocation running in the same worker went over its timeout_ms, and killing the worker (the only
+    way to stop runaway JavaScript) ended this one too (503 worker_recycled, ``Retry-After: 1``). Never retried
+    silently: this invocation may have had side effects before it was stopped."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
 
 
 class FunctionNotFound(RuntimeFailure):

@@ -10,8 +10,11 @@ callee's ``input_schema`` and auth rules applied).
 Everything the invocation writes — its logs and custom spans, and the spans of the
 engine and queue calls it makes — goes through a :class:`GuardedSink` that redacts
 every secret value ever handed to user code and bounds the request's volume.
+A worker runs several invocations of its function at once (``max_inflight``), each
+with its own ctx, calls, budget and timers; module-level state is shared between them.
 A function that returns with timers or calls still pending gets a short grace
-period; if they have not finished then, its worker is recycled and the trace says so.
+period; if they have not finished then, its worker retires (takes no new invocation,
+finishes the others in flight, then stops) and the trace says so.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any
 from functions.gateway.validation import validate_input
 from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded, InvokeNotDeclared, PushNotDeclared
 from functions.runtime.guard import Budget, GuardedSink
-from functions.runtime.pool import PoolPolicy, WorkerPool
+from functions.runtime.pool import DEFAULT_MAX_INFLIGHT, PoolPolicy, WorkerPool
 from functions.runtime.ports import DbService, QueueService
 from functions.runtime.sandbox import deno_executable, isolation, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
@@ -83,6 +86,8 @@ class RuntimeOptions:
     deno_dir: Path | None = None
     # How pools grow and shrink: by default at once and never (a Lambda serves one function).
     pool_policy: PoolPolicy = field(default_factory=PoolPolicy)
+    # Invocations one Deno worker runs at once; a function runs at most its flux.json concurrency in all.
+    max_inflight: int = DEFAULT_MAX_INFLIGHT
 
 
 @dataclass
@@ -100,6 +105,7 @@ class _Collected:
     guard: GuardedSink
     depth: int = 0
     secrets: set[str] = field(default_factory=set)
+    credentials: frozenset[str] = frozenset()
 
 
 class _Redactions:
@@ -141,7 +147,9 @@ class Runtime:
             self._pools[name] = WorkerPool(name, self._factory(spec), min_warm=min_warm,
                                            max_workers=min(self.options.max_workers, spec.config.concurrency),
                                            acquire_timeout_s=spec.config.timeout_ms / 1000,
-                                           policy=self.options.pool_policy)
+                                           policy=self.options.pool_policy,
+                                           max_inflight=self.options.max_inflight,
+                                           max_concurrent=spec.config.concurrency)
 
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:
@@ -190,12 +198,13 @@ class Runtime:
                           function=function,
                           **(span_attrs or {}))
         request = call.request if depth == 0 else None
-        redacted = _Redactions(self._secret_values, self._credentials(request))
+        credentials = self._credentials(request)
+        redacted = _Redactions(self._secret_values, credentials)
         guard = GuardedSink(call.sink, redacted, budget)
         collected = _Collected(call=CallContext(call.trace_id, span.span_id, function, call.request_id, guard,
                                                 call.auth, request=request),
                                function=function, spec=spec, guard=guard, depth=depth,
-                               secrets=self._secret_values)
+                               secrets=self._secret_values, credentials=credentials)
         try:
             value, cold = await self._run(spec, pool, payload, collected, span_attrs or {})
         except FluxError as exc:
@@ -220,6 +229,7 @@ class Runtime:
                                                                             collected),
                 on_log=lambda frame: self._log(frame, collected),
                 on_span=lambda frame: self._custom_span(frame, collected),
+                redactions=collected.credentials,
             )
             ctx = {
                 "requestId": collected.call.request_id,
@@ -242,8 +252,8 @@ class Runtime:
             await pool.release(worker)
             raise
         if done.pending and worker.alive:
-            # Work is still scheduled: the caller gets its answer now, the worker rejoins the pool only
-            # once that work has run (or is recycled after the grace period).
+            # Work is still scheduled: the caller gets its answer now; the invocation keeps its place in the
+            # worker until that work has run (or the worker retires after the grace period).
             task = asyncio.ensure_future(self._settle(pool, worker, invocation.id, done.pending, collected))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -260,14 +270,18 @@ class Runtime:
 
     async def _settle(self, pool: WorkerPool, worker: DenoWorker, invocation_id: int, pending: int,
                       collected: _Collected) -> None:
-        """Wait for post-return work; past the grace period, recycle the worker and say so in the trace."""
+        """Wait for post-return work; past the grace period, retire the worker and say so in the trace.
+
+        Retire, not kill: the worker's other invocations in flight are not at fault; it takes no new one, they
+        finish, and the pool then stops it (its lingering work with it) and starts a fresh one when needed."""
         started = now_us()
         try:
             if not await worker.wait_idle(invocation_id, POST_RETURN_GRACE_S):
-                await worker.kill()
+                worker.retire(f"post-return work of {collected.function} outlived the grace period")
                 message = (f"worker recycled: {collected.function} returned with {pending} timer(s) or call(s) "
                            f"still pending, still running {int(POST_RETURN_GRACE_S * 1000)} ms later; work after "
-                           "return is not allowed, so the worker was stopped and replaced")
+                           "return is not allowed, so the worker was retired: it takes no new invocation, "
+                           "finishes those in flight, then is stopped and replaced")
                 sink = collected.call.sink
                 sink.write_spans([Span(collected.call.trace_id, new_span_id(),
                                        collected.call.parent_span_id, "custom", "post-return work (worker recycled)",

@@ -76,6 +76,13 @@ class DatabaseUnavailable(FluxError):
     status, code = 503, "database_unavailable"
 
 
+class WorkerRecycled(FluxError):
+    """A Deno worker was stopped while this invocation ran in it: a sibling invocation in the same worker ran
+    past its timeout (killing the worker is the only way to stop runaway JavaScript). Safe to retry."""
+
+    status, code = 503, "worker_recycled"
+
+
 class FunctionTimeout(FluxError):
     status, code = 504, "function_timeout"
 
@@ -93,7 +100,7 @@ _ERRORS_BY_CODE: dict[str, type[FluxError]] = {
     cls.code: cls
     for cls in (InvalidJson, ValidationFailed, InvalidQuery, Unauthorized, Forbidden, PermissionDenied, RouteNotFound,
                 PayloadTooLarge, RateLimited, FunctionError, RuntimeCrashed, DatabaseUnavailable,
-                FunctionTimeout)
+                WorkerRecycled, FunctionTimeout)
 }
 
 

@@ -6,8 +6,11 @@
 // no handle to the channel and cannot open it, so whatever it writes to stdout or stderr (or
 // patches: Deno.stdout, TextEncoder, JSON, Function.prototype, ...) can only become a stray log
 // line, never a frame. The functions used to build and write frames are captured here, first.
-// One invocation runs at a time; inside it, user code may have many RPC calls (ctx.db.query,
-// ...) in flight, matched by id.
+// Several invocations run at once (the host bounds how many): each has its own ctx, its own RPC
+// calls (ctx.db.query, ...) matched by call id, its own timers, and every frame it causes names it
+// ("id" of done/idle, "inv" of log/span/call), so the host routes it to that invocation. Module
+// state is shared between them, as in any Deno server. Output outside every invocation (module
+// code, a timer started at load) is sent with inv 0, which the host records as stray output.
 import { AsyncLocalStorage } from "node:async_hooks";
 
 // Primordials: captured before user code exists, called without any lookup user code can patch.
@@ -23,6 +26,7 @@ const realSetTimeout = globalThis.setTimeout;
 const realSetInterval = globalThis.setInterval;
 const realClearTimeout = globalThis.clearTimeout;
 const realClearInterval = globalThis.clearInterval;
+const realQueueMicrotask = globalThis.queueMicrotask;
 // What a returned Response is read with: the class, its getters and body reader, captured so that
 // user code patching Response.prototype or Headers.prototype cannot change what the client receives.
 const ResponseClass = globalThis.Response;
@@ -43,6 +47,9 @@ const freeze = Object.freeze;
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 interface Scope { inv: number; spanId: string }
 interface Pending { resolve: (value: any) => void; reject: (error: unknown) => void }
+// What one invocation still has scheduled: its live timers and unanswered calls. "running" until its
+// done frame; after it, "settling" while anything is left (the idle frame says when nothing is).
+interface Work { timers: Set<number>; calls: number; running: boolean }
 
 const entryUrl = Deno.args[0];
 const functionName = Deno.args[1] ?? "function";
@@ -63,14 +70,32 @@ const MAX_RESULT_CHARS = 32 * 1024 * 1024;  // well under the host's 64 MiB fram
 const MAX_LOG_MESSAGE_CHARS = 16 * 1024;
 const MAX_FIELDS_CHARS = 64 * 1024;
 let nextCallId = 1;
-let currentInv = 0;
 
 function frameOf(fields: Record<string, unknown>): Record<string, unknown> {
   // No prototype: an Object.prototype.toJSON planted by user code cannot replace the frame.
   return assign(createNull(null), fields);
 }
 
-function writeFrame(fields: Record<string, unknown>): void {
+function writeLine(text: string): void {
+  const bytes: Uint8Array = apply(encode, encoder, [text]);
+  let written = 0;
+  while (written < bytes.length) written += apply(writeSync, channel, [apply(subarray, bytes, [written])]);
+}
+
+// Done and idle frames are held until the end of the current burst of microtasks, so the invocations that
+// finish together (they started together: the host writes them in one batch) go out in one write. Any
+// other frame is written at once, after whatever is held, so the order on the channel is the order here,
+// and a log line written just before user code blocks or crashes is never held back.
+let held: string[] = [];
+
+function flushHeld(): void {
+  if (!held.length) return;
+  const text = held.join("");
+  held = [];
+  writeLine(text);
+}
+
+function writeFrame(fields: Record<string, unknown>, hold = false): void {
   const frame = frameOf(fields);
   let line: string;
   try {
@@ -78,52 +103,83 @@ function writeFrame(fields: Record<string, unknown>): void {
   } catch (_err) {
     line = apply(stringify, JSON, [assign(frame, { value: undefined, fields: undefined, unserializable: true })]);
   }
-  const bytes: Uint8Array = apply(encode, encoder, [`${line}\n`]);
-  let written = 0;
-  while (written < bytes.length) written += apply(writeSync, channel, [apply(subarray, bytes, [written])]);
-}
-
-// Timers user code starts are counted, so the host learns when an invocation returned while work
-// was still scheduled (it then waits a grace period and recycles the worker).
-const liveTimers = new Set<number>();
-let settlingInv = 0;
-
-function pendingWork(): number {
-  return liveTimers.size + pending.size;
-}
-
-function maybeIdle(): void {
-  if (settlingInv && pendingWork() === 0) {
-    const inv = settlingInv;
-    settlingInv = 0;
-    writeFrame({ t: "idle", id: inv });
+  if (hold) {
+    if (!held.length) apply(realQueueMicrotask, globalThis, [flushHeld]);
+    held.push(`${line}\n`);
+  } else if (held.length) {
+    held.push(`${line}\n`);
+    flushHeld();
+  } else {
+    writeLine(`${line}\n`);
   }
+}
+
+// Timers user code starts are counted per invocation, so the host learns when an invocation returned
+// while work was still scheduled (it then waits a grace period and retires the worker).
+const work = new Map<number, Work>();
+const timerOwner = new Map<number, number>();
+
+function workOf(inv: number): Work | undefined {
+  if (!inv) return undefined;  // outside every invocation: nobody waits for it
+  let w = work.get(inv);
+  if (!w) {
+    w = { timers: new Set(), calls: 0, running: false };
+    work.set(inv, w);
+  }
+  return w;
+}
+
+function pendingWork(w: Work): number {
+  return w.timers.size + w.calls;
+}
+
+// Called whenever an invocation's work shrinks: once it returned and nothing is left, say so (once).
+function maybeIdle(inv: number): void {
+  const w = work.get(inv);
+  if (!w || w.running || pendingWork(w) !== 0) return;
+  work.delete(inv);
+  writeFrame({ t: "idle", id: inv }, true);
+}
+
+function trackTimer(id: number): void {
+  const inv = scope.getStore()?.inv ?? 0;
+  const w = workOf(inv);
+  if (!w) return;
+  w.timers.add(id);
+  timerOwner.set(id, inv);
+}
+
+function untrackTimer(id: number): void {
+  const inv = timerOwner.get(id);
+  if (inv === undefined) return;
+  timerOwner.delete(id);
+  work.get(inv)?.timers.delete(id);
+  maybeIdle(inv);
 }
 
 (globalThis as any).setTimeout = (fn: unknown, ms?: number, ...args: unknown[]) => {
   const id: number = apply(realSetTimeout, globalThis, [(...a: unknown[]) => {
-    liveTimers.delete(id);
     try {
       if (typeof fn === "function") apply(fn, globalThis, a);
     } finally {
-      maybeIdle();
+      untrackTimer(id);
     }
   }, ms, ...args]);
-  liveTimers.add(id);
+  trackTimer(id);
   return id;
 };
 (globalThis as any).setInterval = (fn: unknown, ms?: number, ...args: unknown[]) => {
   const id: number = apply(realSetInterval, globalThis, [fn, ms, ...args]);
-  liveTimers.add(id);
+  trackTimer(id);
   return id;
 };
 (globalThis as any).clearTimeout = (id?: number) => {
   apply(realClearTimeout, globalThis, [id]);
-  if (id !== undefined && liveTimers.delete(id)) maybeIdle();
+  if (id !== undefined) untrackTimer(id);
 };
 (globalThis as any).clearInterval = (id?: number) => {
   apply(realClearInterval, globalThis, [id]);
-  if (id !== undefined && liveTimers.delete(id)) maybeIdle();
+  if (id !== undefined) untrackTimer(id);
 };
 
 function nowUs(): number {
@@ -190,10 +246,10 @@ async function serialiseResponse(response: Response): Promise<Record<string, unk
 // ctx.request: the HTTP request as the client sent it (absent for queued jobs and ctx.function.invoke).
 // The raw body is fetched from the host on first use, like a Web Request's body, so a function that
 // never reads it does not pay for a second copy of it.
-function makeRequest(meta: any): unknown {
+function makeRequest(meta: any, where: () => Scope): unknown {
   if (!meta || typeof meta !== "object") return undefined;
   let fetched: Promise<Uint8Array> | null = null;
-  const rawBytes = () => (fetched ??= call("request.body", {}).then((text: string) => fromBase64(text)));
+  const rawBytes = () => (fetched ??= call(where(), "request.body", {}).then((text: string) => fromBase64(text)));
   return freeze({
     method: String(meta.method ?? ""),
     path: String(meta.path ?? ""),
@@ -231,8 +287,9 @@ class FluxError extends Error {
 }
 (globalThis as any).FluxError = FluxError;
 
+// Where output of the code running now belongs: the invocation (and span) it runs under, or inv 0.
 function currentScope(): Scope {
-  return scope.getStore() ?? { inv: currentInv, spanId: "" };
+  return scope.getStore() ?? { inv: 0, spanId: "" };
 }
 
 function formatArgs(args: unknown[]): string {
@@ -251,8 +308,7 @@ function toFields(value: unknown): Json {
   }
 }
 
-function emitLog(level: string, message: string, fields: unknown): void {
-  const s = currentScope();
+function emitLog(level: string, message: string, fields: unknown, s: Scope = currentScope()): void {
   const text = message.length > MAX_LOG_MESSAGE_CHARS
     ? `${message.slice(0, MAX_LOG_MESSAGE_CHARS)}... [truncated: ${message.length} characters]` : message;
   writeFrame({ t: "log", inv: s.inv, span: s.spanId, ts_us: nowUs(), level, message: text, fields: toFields(fields) });
@@ -263,13 +319,18 @@ for (const [method, level] of Object.entries(consoleLevels)) {
   (console as any)[method] = (...args: unknown[]) => emitLog(level, formatArgs(args), {});
 }
 
-function call(method: string, params: unknown): Promise<any> {
-  const s = currentScope();
+function call(s: Scope, method: string, params: unknown): Promise<any> {
   const id = nextCallId++;
+  const w = workOf(s.inv);
+  if (w) w.calls += 1;
+  const settled = () => {
+    if (w) w.calls -= 1;
+    maybeIdle(s.inv);
+  };
   return new Promise((resolve, reject) => {
     pending.set(id, {
-      resolve: (v) => { resolve(v); maybeIdle(); },
-      reject: (e) => { reject(e); maybeIdle(); },
+      resolve: (v) => { resolve(v); settled(); },
+      reject: (e) => { reject(e); settled(); },
     });
     writeFrame({ t: "call", id, inv: s.inv, span: s.spanId, ts_us: nowUs(), method, params: params as Json });
   });
@@ -282,8 +343,8 @@ function errorFromReply(error: { status?: number; code?: string; message?: strin
                        error.retry_after);
 }
 
-async function withSpan<T>(kind: string, name: string, attrs: Record<string, unknown>, fn: () => Promise<T>): Promise<T> {
-  const parent = currentScope();
+async function withSpan<T>(parent: Scope, kind: string, name: string, attrs: Record<string, unknown>,
+                           fn: () => Promise<T>): Promise<T> {
   const spanId = newSpanId();
   const start = nowUs();
   const t0 = performance.now();
@@ -305,24 +366,33 @@ async function withSpan<T>(kind: string, name: string, attrs: Record<string, unk
   }
 }
 
-function makeCtx(message: any) {
+// A ctx belongs to its invocation wherever it is called from (even from code running for another one,
+// through module state): its logs, spans and calls go to that invocation, under the span active when
+// the code runs inside it, else under the invocation's own span.
+function makeCtx(message: any, inv: number) {
   const meta = message.ctx ?? {};
+  const root: Scope = { inv, spanId: meta.spanId ?? "" };
+  const where = (): Scope => {
+    const s = scope.getStore();
+    return s && s.inv === inv ? s : root;
+  };
   const log = (level: string) => (msg: unknown, fields?: unknown) =>
-    emitLog(level, typeof msg === "string" ? msg : formatArgs([msg]), fields);
+    emitLog(level, typeof msg === "string" ? msg : formatArgs([msg]), fields, where());
   return Object.freeze({
     requestId: meta.requestId as string,
     traceId: meta.traceId as string,
     auth: Object.freeze(meta.auth ?? { type: "none" }),
-    request: makeRequest(meta.request),
+    request: makeRequest(meta.request, where),
     job: meta.job ? Object.freeze(meta.job) : undefined,
     function: Object.freeze({
       name: functionName,
-      invoke: (name: string, payload?: unknown) => call("function.invoke", { function: name, payload: payload ?? null }),
+      invoke: (name: string, payload?: unknown) =>
+        call(where(), "function.invoke", { function: name, payload: payload ?? null }),
     }),
     log: Object.freeze({ debug: log("debug"), info: log("info"), warn: log("warn"), error: log("error") }),
     secrets: Object.freeze({
       get: async (name: string, fallback?: string): Promise<string> => {
-        const value = await call("secrets.get", { name });
+        const value = await call(where(), "secrets.get", { name });
         if (value === null || value === undefined) {
           if (fallback !== undefined) return fallback;
           throw new Error(`Secret "${name}" is not set. Set it with: flux secrets set ${name}`);
@@ -332,28 +402,28 @@ function makeCtx(message: any) {
     }),
     db: Object.freeze({
       query: async (query: unknown) => {
-        const result = await call("db.query", query);
+        const result = await call(where(), "db.query", query);
         return result.rows;
       },
       batch: async (queries: unknown[]) => {
-        const results = await call("db.batch", queries);
+        const results = await call(where(), "db.batch", queries);
         return results.map((r: any) => r.rows);
       },
     }),
     queue: Object.freeze({
       push: (name: string, payload?: unknown, options?: Record<string, unknown>) =>
-        call("queue.push", { function: name, payload: payload ?? null, options: options ?? {} }),
+        call(where(), "queue.push", { function: name, payload: payload ?? null, options: options ?? {} }),
     }),
     span: <T>(name: string, fn: () => Promise<T> | T, attrs?: Record<string, unknown>) => {
       if (attrs && typeof attrs === "object" && Object.hasOwn(attrs, "root")) {
         throw new TypeError("ctx.span: the 'root' attribute is reserved (only the gateway and the queue start requests)");
       }
-      return withSpan("custom", String(name), attrs ?? {}, async () => await fn());
+      return withSpan(where(), "custom", String(name), attrs ?? {}, async () => await fn());
     },
     fetch: (input: string | URL | Request, init?: RequestInit) => {
       const url = new URL(input instanceof Request ? input.url : String(input));
       const method = (init?.method ?? (input instanceof Request ? input.method : "GET")).toUpperCase();
-      return withSpan("http", `${method} ${url.host}`, { "http.method": method, "http.host": url.host, "http.path": url.pathname },
+      return withSpan(where(), "http", `${method} ${url.host}`, { "http.method": method, "http.host": url.host, "http.path": url.pathname },
         async () => {
           const response = await fetch(input, init);
           return response;
@@ -389,13 +459,13 @@ let loadError: ReturnType<typeof describeError> | null = null;
 
 async function invoke(message: any): Promise<void> {
   const inv = message.id as number;
-  currentInv = inv;
+  workOf(inv)!.running = true;
   if (!handler) {
     finish(inv, { ok: false, error: loadError });
     return;
   }
   try {
-    const ctx = makeCtx(message);
+    const ctx = makeCtx(message, inv);
     const value = await scope.run({ inv, spanId: message.ctx?.spanId ?? "" }, async () => await handler!(message.input, ctx));
     if (value instanceof ResponseClass) {
       finish(inv, { ok: true, value: null, response: await serialiseResponse(value) });
@@ -418,12 +488,14 @@ async function invoke(message: any): Promise<void> {
   }
 }
 
-// The done frame says how much work user code left scheduled; when some, an "idle" frame follows
-// once it has all run (the host recycles the worker if that does not happen within a grace period).
+// The done frame says how much work the invocation left scheduled; when some, an "idle" frame follows
+// once it has all run (the host retires the worker if that does not happen within a grace period).
 function finish(inv: number, outcome: Record<string, unknown>): void {
-  const left = pendingWork();
-  settlingInv = left ? inv : 0;
-  writeFrame({ t: "done", id: inv, pending: left, ...outcome });
+  const w = workOf(inv)!;
+  w.running = false;
+  const left = pendingWork(w);
+  if (!left) work.delete(inv);
+  writeFrame({ t: "done", id: inv, pending: left, ...outcome }, true);
 }
 
 function onMessage(message: any): void {
