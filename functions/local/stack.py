@@ -64,13 +64,15 @@ class StatePaths:
         return self.root / "dev.json"
 
 
-# flux dev runs every function of a project on one machine: pools grow only when a busy worker does not
-# come back within 10 ms, surplus workers are retired after 5 s idle and the last one after 30 s.
+# flux dev runs every function of a project on one machine: a function's first worker starts with its first
+# request (min_warm=0: a project of 30 functions does not start 30 Deno processes, ~40 MB each, at once),
+# pools grow only when every worker is full and a caller waited 10 ms, surplus workers are retired after
+# 5 s idle and the last one after 30 s.
 LOCAL_POOL_POLICY = PoolPolicy(grow_after_s=0.01, surplus_idle_s=5.0, idle_s=30.0)
 
 
 class LocalStack:
-    def __init__(self, project_root: str | Path, *, tracing: bool | None = None, min_warm: int = 1,
+    def __init__(self, project_root: str | Path, *, tracing: bool | None = None, min_warm: int = 0,
                  max_workers: int = 4, pool_policy: PoolPolicy = LOCAL_POOL_POLICY,
                  on_request: Callable[[dict[str, Any]], None] | None = None,
                  use_database: bool = True, database_url: str | None = None,

@@ -53,6 +53,8 @@ from functions.runtime.frames import (
 from functions.runtime.sandbox import WorkerCommand, limit_data
 from functions.shared.spans import redact
 
+# One encoder for every frame: json.dumps(..., separators=...) builds a new one per call.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 _log = logging.getLogger("flux.runtime")
 _STREAM_LIMIT = 64 * 1024 * 1024
 # The invocation id in the first bytes of a frame the parser could not decode (the bootstrap writes "t" first,
@@ -292,7 +294,7 @@ class DenoWorker:
             raise WorkerCrashed(f"the worker for {self.name} is not running")
         if not self._outbox:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._outbox.append((json.dumps(message, separators=(",", ":")) + "\n").encode())
+        self._outbox.append((_compact_json(message) + "\n").encode())
 
     def _flush(self) -> None:
         data, self._outbox = b"".join(self._outbox), []
