@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from functions.runtime.errors import PoolBusy, WorkerStartFailed
+from functions.runtime.waiting import settled_within
 from functions.runtime.worker import DenoWorker
 
 _log = logging.getLogger("flux.runtime")
@@ -216,16 +217,14 @@ class WorkerPool:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
-            await asyncio.wait_for(waiter, timeout_s)
-        except TimeoutError:
-            pass
+            if await settled_within(waiter, timeout_s):
+                await waiter  # woken; or cancelled by close(), which cancels this caller as wait_for did
+                self._woken -= 1
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self._woken -= 1
                 self._wake(1)
             raise
-        else:
-            self._woken -= 1
         finally:
             if not waiter.done():
                 waiter.cancel()

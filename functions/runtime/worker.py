@@ -51,6 +51,7 @@ from functions.runtime.frames import (
     parse_frame,
 )
 from functions.runtime.sandbox import WorkerCommand, limit_data
+from functions.runtime.waiting import settled_within
 from functions.shared.spans import redact
 
 # One encoder for every frame: json.dumps(..., separators=...) builds a new one per call.
@@ -205,9 +206,9 @@ class DenoWorker:
         self._inflight[invocation.id] = invocation
         try:
             self._post({"t": "invoke", "id": invocation.id, "input": input_value, "ctx": ctx})
-            try:
-                done: DoneFrame = await asyncio.wait_for(asyncio.shield(invocation.done), timeout_s)
-            except TimeoutError:
+            if await settled_within(invocation.done, timeout_s):
+                done: DoneFrame = await invocation.done  # its frame, or the crash / sibling timeout it failed with
+            else:
                 if not invocation.done.done():
                     invocation.done.set_exception(WorkerTimedOut(timeout_s))
                     await self.kill(SiblingTimedOut(
