@@ -13,10 +13,20 @@ const encoder = new TextEncoder();
 const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
 let nextId = 0;
 
-function send(message: unknown): void {
-  const bytes = encoder.encode(JSON.stringify(message) + "\n");
+// Lines queued in one turn leave in one write, as the real runtime coalesces its frames: a
+// Promise.all over a list then reaches Python as one chunk, not one line per scheduler slice.
+let queued: string[] = [];
+
+function flush(): void {
+  const bytes = encoder.encode(queued.join(""));
+  queued = [];
   let written = 0;
   while (written < bytes.length) written += Deno.stdout.writeSync(bytes.subarray(written));
+}
+
+function send(message: unknown): void {
+  if (queued.length === 0) queueMicrotask(flush);
+  queued.push(JSON.stringify(message) + "\n");
 }
 
 function rpc(method: string, params: unknown): Promise<any> {
@@ -65,4 +75,5 @@ try {
   const e = err as FluxError;
   send({ failed: { status: e.status ?? 500, code: e.code ?? "function_error", message: String(e.message) } });
 }
+flush();
 Deno.exit(0);
