@@ -37,7 +37,7 @@ from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded, 
 from functions.runtime.guard import Budget, GuardedSink
 from functions.runtime.pool import DEFAULT_MAX_INFLIGHT, PoolPolicy, WorkerPool
 from functions.runtime.ports import DbService, QueueService
-from functions.runtime.sandbox import deno_executable, isolation, worker_command
+from functions.runtime.sandbox import deno_executable, isolation, link_vendored_cache, worker_command
 from functions.runtime.worker import DenoWorker, Invocation
 from functions.shared.apigw import FunctionResponse
 from functions.shared.context import CallContext
@@ -83,7 +83,7 @@ class RuntimeOptions:
     deno: str | None = None
     # Functions whose pools are kept warm; None means all. A runtime Lambda warms only its own.
     warm_functions: frozenset[str] | None = None
-    deno_dir: Path | None = None
+    deno_dir: Path | None = None  # a vendored, read-only Deno cache (a Lambda bundle's), linked into state_dir/deno
     # How pools grow and shrink: by default at once and never (a Lambda serves one function).
     pool_policy: PoolPolicy = field(default_factory=PoolPolicy)
     # Invocations one Deno worker runs at once; a function runs at most its flux.json concurrency in all.
@@ -130,6 +130,8 @@ class Runtime:
         self._deno = options.deno or deno_executable()
         self._cache_dir = options.state_dir / "deno"
         self._cache_dir.mkdir(parents=True, exist_ok=True)
+        if options.deno_dir is not None:
+            link_vendored_cache(options.deno_dir, self._cache_dir)
         self._pools: dict[str, WorkerPool] = {}
         # Every secret value ever handed to user code: a warm worker may keep one in a variable and log it
         # in a later request, so redaction cannot be limited to the request that fetched it.
@@ -154,7 +156,6 @@ class Runtime:
     def _factory(self, spec: FunctionSpec):
         def make() -> DenoWorker:
             command = worker_command(spec, deno=self._deno, cache_dir=self._cache_dir, project_root=self.project.root,
-                                     deno_dir=self.options.deno_dir,
                                      channel=self._channels / f"{spec.name}-{os.urandom(8).hex()}.fifo",
                                      namespace=self.isolation == "namespace")
             return DenoWorker(command, name=spec.name)

@@ -121,9 +121,8 @@ def check_links(spec: FunctionSpec, project_root: Path) -> None:
 
 
 def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_root: Path,
-                   deno_dir: Path | None = None, channel: Path | None = None,
-                   namespace: bool | None = None) -> WorkerCommand:
-    """``deno_dir`` is a vendored, read-only Deno cache (Lambda bundles one so nothing downloads at cold start).
+                   channel: Path | None = None, namespace: bool | None = None) -> WorkerCommand:
+    """``cache_dir`` is the worker's ``DENO_DIR`` (writable; see :func:`link_vendored_cache` for a bundled one).
 
     ``channel``: the FIFO for protocol frames; ``namespace``: run inside the private mount namespace
     (default: when :func:`isolation` says this machine has one).
@@ -150,11 +149,11 @@ def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_ro
     argv.append(f"--deny-net={','.join(DENIED_NETWORKS)}")
     argv += [str(BOOTSTRAP), spec.entry.resolve().as_uri(), spec.name, str(directory), str(channel or "")]
     if namespace if namespace is not None else isolation() == "namespace":
-        argv = _in_namespace(argv, directory, project_root, cache_dir if deno_dir is None else None)
+        argv = _in_namespace(argv, directory, project_root, cache_dir)
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": str(cache_dir),
-        "DENO_DIR": str(deno_dir or cache_dir),
+        "DENO_DIR": str(cache_dir),
         "DENO_NO_UPDATE_CHECK": "1",
         "DENO_NO_PROMPT": "1",
         "NO_COLOR": "1",
@@ -166,6 +165,23 @@ def worker_command(spec: FunctionSpec, *, deno: str, cache_dir: Path, project_ro
     # backstop against native allocations; the heap flag above is the tight bound on user data.
     data_limit = (config.memory_mb * 2 + 768) * 1024 * 1024
     return WorkerCommand(argv, env, str(project_root), data_limit, channel)
+
+
+def link_vendored_cache(vendored: Path, cache_dir: Path) -> None:
+    """Make ``cache_dir`` a writable ``DENO_DIR`` that reads the vendored imports of ``vendored`` through links.
+
+    A Lambda bundle vendors the project's imports (``remote/``, ``npm/``) under the read-only
+    ``/var/task``. Pointed at it directly, Deno cannot write its transpile cache (``gen/``)
+    and retries each module's write with sleeps of 10+20+30+40+50 ms: 150 ms of idle wall time
+    per TypeScript file of a cold start (the bootstrap alone: 200 ms instead of 60 ms). Linking
+    the vendored entries into the writable state directory keeps every import offline and
+    lets the caches go to ``/tmp``. User code never gets write permission to either place.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for entry in vendored.iterdir():
+        link = cache_dir / entry.name
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
 
 
 def _in_namespace(argv: list[str], directory: Path, project_root: Path, cache_dir: Path | None) -> list[str]:

@@ -174,7 +174,7 @@ def _hello(argv: list[str], env: dict[str, str], cwd: str, channel: Path,
 def test_bundled_functions_start_from_a_read_only_cache_as_an_unprivileged_user(shop_project):
     """Each packaged function's worker, with the exact command line a runtime Lambda uses, loads its module from
     the read-only bundle (DENO_DIR included) as a non-root user with no network, and reports ready."""
-    from functions.runtime.sandbox import BOOTSTRAP, worker_command
+    from functions.runtime.sandbox import BOOTSTRAP, link_vendored_cache, worker_command
     from functions.shared.manifest import load_project
 
     asset = build_asset("runtime", shop_project)
@@ -190,16 +190,20 @@ def test_bundled_functions_start_from_a_read_only_cache_as_an_unprivileged_user(
         state.chmod(0o777)
         assert not os.access(task / BUNDLE_DENO_DIR, os.W_OK) or os.geteuid() == 0
         project = load_project(task / BUNDLE_PROJECT_DIR)
+        link_vendored_cache(task / BUNDLE_DENO_DIR, state)   # what Runtime does with RuntimeOptions.deno_dir
         bootstrap = task / "functions" / "runtime" / "bootstrap" / BOOTSTRAP.name
         for spec in project.functions.values():
             channel = state / f"{spec.name}.channel"
             command = worker_command(spec, deno=str(deno), cache_dir=state, project_root=project.root,
-                                     deno_dir=task / BUNDLE_DENO_DIR, channel=channel, namespace=False)
+                                     channel=channel, namespace=False)
             argv = [str(bootstrap) if arg == str(BOOTSTRAP) else arg for arg in command.argv]
             argv.insert(2, "--cached-only")   # a download attempt would fail the test, not hang on the network
             ready, stderr = _hello(argv, command.env, command.cwd, channel)
             assert ready == {"t": "ready", "error": None}, (spec.name, stderr[-2000:])
             assert "Permission denied" not in stderr and "Read-only" not in stderr, stderr
+        # The transpile cache went to the writable state dir (a read-only DENO_DIR makes Deno sleep ~150 ms
+        # per module retrying that write), and nothing was written into the bundle.
+        assert (state / "gen").is_dir() and not (task / BUNDLE_DENO_DIR / "gen").exists()
     finally:
         for path in scratch.rglob("*"):
             if path.is_dir() and not path.is_symlink():
