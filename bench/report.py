@@ -216,14 +216,14 @@ in one run on one machine, which is what to compare; absolute figures move with 
 - machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, Linux {m['kernel']}
 - versions: Python {v['python']}, Deno {v['deno']}, Postgres {v['postgres']}, flux {v['flux_git']},
   wrk {v['wrk']}, postgres.js {v['postgres_js']}, FastAPI {v['bench'].get('fastapi')},
-  uvicorn {v['bench'].get('uvicorn')} (flux dev and FastAPI: same version, asyncio loop, h11),
+  uvicorn {v['bench'].get('uvicorn')} (flux dev and FastAPI: same version, uvloop + httptools),
   Chalice {v['bench'].get('chalice')}, psycopg {v['bench'].get('psycopg')}
 - load: wrk, {settings['threads']} thread, {settings['connections']} connections, {settings['warmup_s']:g} s warm-up
   then {settings['duration_s']:g} s measured per stack x scenario, {settings['rounds']} round(s) (median of rounds;
   stacks in reverse order in the second round), all on 127.0.0.1
 - database: one embedded Postgres for every stack: `items` with 10,000 seed rows in 50 categories, index on
   `category`; rows inserted by a run are deleted and the table vacuumed before each scenario
-- pools: 10 connections everywhere (Flux Data Engine default); Flux: up to 4 warm Deno workers per function
+- pools: 10 connections everywhere (Flux Data Engine default); Flux: Deno workers on demand, up to 4 per function
 - memory: peak RSS (and PSS, which splits shared pages) of the server's whole process tree, polled from /proc
   4x/s: for Flux the Python gateway plus its Deno workers. Postgres is shared by all stacks and is **not**
   included; its CPU per request is shown apart
@@ -248,9 +248,11 @@ in one run on one machine, which is what to compare; absolute figures move with 
 
 - The Flux gateway is one Python process on an asyncio loop; under load it is the bottleneck (about one
   core busy), while its Deno workers and Postgres have room left. `bench/PROFILE.md` breaks its time down.
-- Flux's memory grows with its pools: every function keeps one warm Deno worker and grows to four under
-  load, and workers are not retired, so each scenario's peak includes the workers the earlier scenarios
-  started (hence more processes and more memory from hello to select). PSS counts pages shared between
+- Flux's memory follows its pools: a function's first Deno worker starts with its first request, one
+  worker runs up to 32 invocations at once (the function's `concurrency`, 10 by default, bounds them
+  in all), a pool adds workers (up to four) when its workers stay full for 10 ms, a surplus worker is retired
+  after 5 s with nothing in flight and the last one after 30 s idle. Each scenario's peak can include
+  the workers of the scenario before it that have not been retired yet. PSS counts pages shared between
   the Deno workers once; RSS counts them in every worker.
 - `chalice local` answers small responses on a kept-alive connection after a 40 ms stall (Python's
   `http.server` writes headers and body in two sends without TCP_NODELAY, which meets the client's
