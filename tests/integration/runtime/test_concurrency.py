@@ -5,7 +5,6 @@ all with 502 runtime_crashed; post-return work retires the worker without hurtin
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from functions.shared.context import CallContext
 from functions.shared.errors import FluxError
 from functions.shared.manifest import load_project
 from functions.shared.spans import MemorySink
+from tests.integration.runtime.conftest import write_project
 
 pytestmark = pytest.mark.integration
 
@@ -64,11 +64,7 @@ FUNCTIONS: dict[str, tuple[dict, str]] = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     root: Path = tmp_path_factory.mktemp("concurrency")
-    (root / "flux.json").write_text(json.dumps({"name": "concurrency"}))
-    for name, (config, source) in FUNCTIONS.items():
-        (root / "functions" / name).mkdir(parents=True)
-        (root / "functions" / name / "index.ts").write_text(source)
-        (root / "functions" / name / "flux.json").write_text(json.dumps(config))
+    write_project(root, {"name": "concurrency"}, FUNCTIONS)
     loop = asyncio.new_event_loop()
     sink = MemorySink()
     # One worker per function: the faults below need the invocations side by side in the same one.

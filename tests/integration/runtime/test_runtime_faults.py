@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from functions.shared.errors import DatabaseUnavailable, FluxError
 from functions.shared.manifest import load_project
 from functions.shared.secrets import MemorySecretsStore
 from functions.shared.spans import MemorySink
+from tests.integration.runtime.conftest import write_project
 
 pytestmark = pytest.mark.integration
 
@@ -69,11 +69,7 @@ class DownDatabase:
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory):
     root: Path = tmp_path_factory.mktemp("faults")
-    (root / "flux.json").write_text(json.dumps({"name": "faults"}))
-    for name, (config, source) in FUNCTIONS.items():
-        (root / "functions" / name).mkdir(parents=True)
-        (root / "functions" / name / "index.ts").write_text(source)
-        (root / "functions" / name / "flux.json").write_text(json.dumps(config))
+    write_project(root, {"name": "faults"}, FUNCTIONS)
     loop = asyncio.new_event_loop()
     sink = MemorySink()
     runtime = Runtime(load_project(root), options=RuntimeOptions(state_dir=root / ".flux", max_workers=3),
