@@ -84,6 +84,18 @@ LIMIT :limit
 _LIVE_OWNERS: set[str] = set()
 _LIVE_LOCK = threading.Lock()
 
+# One in-process writer lock per queue file. SQLite's busy handler makes a blocked writer sleep and
+# poll with growing sleeps (up to 100 ms each), so under flux dev, where pushes from many requests and
+# the dispatcher's threads write at once, a push could wait more than a second for a lock that had
+# long been free. Threads of this process queue on this lock instead and are woken at release; the
+# busy timeout is left for other processes (`flux queue dlq replay`).
+_WRITE_LOCKS: dict[Path, threading.Lock] = {}
+
+
+def _write_lock(path: Path) -> threading.Lock:
+    with _LIVE_LOCK:
+        return _WRITE_LOCKS.setdefault(path.resolve(), threading.Lock())
+
 MaxAttempts = int | Mapping[str, int] | Callable[[str], int]
 
 
@@ -113,6 +125,7 @@ class SqliteJobQueue(JobQueue):
         self._local = threading.local()
         self._connections: list[tuple[sqlite3.Connection, threading.Lock]] = []
         self._conn_lock = threading.Lock()
+        self._write = _write_lock(self.path)
         self._closed = False
         self.owner = f"{os.getpid()}:{os.urandom(6).hex()}"
         with _LIVE_LOCK:
@@ -161,7 +174,7 @@ class SqliteJobQueue(JobQueue):
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front so that two
         receivers can never both read a message as visible and both deliver it."""
-        with self._use() as conn:
+        with self._write, self._use() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

@@ -48,6 +48,36 @@ def test_concurrent_receivers_on_one_file_deliver_each_message_once(tmp_path: Pa
     assert sender.stats()["jobs"].done == 200
 
 
+def test_writers_of_one_process_take_turns_instead_of_meeting_the_busy_timeout(
+        tmp_path: Path, message: Callable[..., JobMessage]) -> None:
+    """Pushes from many requests and the dispatcher write at once under flux dev. Threads of one process
+    queue for the file's write lock in Python, so none waits in SQLite's sleeping busy handler (which made
+    a push take over a second); with no busy timeout at all, not one write is refused."""
+    path = tmp_path / "queue.db"
+    queues = [SqliteJobQueue(path, busy_timeout_s=0) for _ in range(2)]   # two objects, one file, like flux dev
+    failures: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def push(queue: SqliteJobQueue) -> None:
+        start.wait()
+        for _ in range(40):
+            try:
+                queue.send(message())
+                for job in queue.receive(max_messages=1, visibility_timeout_s=60):
+                    queue.ack(job)
+            except QueueUnavailable as exc:
+                failures.append(exc)
+
+    threads = [threading.Thread(target=push, args=(queues[i % 2],)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert failures == []
+    jobs = queues[0].stats()["jobs"]
+    assert jobs.done + jobs.pending == 320 and jobs.done > 0
+
+
 def test_deliveries_of_a_dead_process_are_recovered_and_live_ones_are_not(tmp_path: Path,
                                                                          message: Callable[..., JobMessage]) -> None:
     queue = SqliteJobQueue(tmp_path / "queue.db")
