@@ -173,7 +173,8 @@ def _hello(argv: list[str], env: dict[str, str], cwd: str, channel: Path,
 
 def test_bundled_functions_start_from_a_read_only_cache_as_an_unprivileged_user(shop_project):
     """Each packaged function's worker, with the exact command line a runtime Lambda uses, loads its module from
-    the read-only bundle (DENO_DIR included) as a non-root user with no network, and reports ready."""
+    the read-only bundle (its vendored imports read through links from the writable state dir, which is
+    DENO_DIR) as a non-root user with no network, and reports ready."""
     from functions.runtime.sandbox import BOOTSTRAP, link_vendored_cache, worker_command
     from functions.shared.manifest import load_project
 
