@@ -184,12 +184,12 @@ def link_vendored_cache(vendored: Path, cache_dir: Path) -> None:
             link.symlink_to(entry.resolve(), target_is_directory=entry.is_dir())
 
 
-def _in_namespace(argv: list[str], directory: Path, project_root: Path, cache_dir: Path | None) -> list[str]:
+def _in_namespace(argv: list[str], directory: Path, project_root: Path, cache_dir: Path) -> list[str]:
     """Wrap a Deno command so that it runs where ``.flux/`` and the other functions are empty."""
     state = Path(os.path.realpath(project_root)) / ".flux"
-    cache = Path(os.path.realpath(cache_dir)) if cache_dir is not None else None
+    cache = Path(os.path.realpath(cache_dir))
     state_arg = str(state) if state.is_dir() else ""
-    cache_arg = str(cache) if cache is not None and state_arg and cache.parent == state else ""
+    cache_arg = str(cache) if state_arg and cache.parent == state else ""
     return [*_UNSHARE, "sh", "-c", _MASK_SCRIPT, "flux-sandbox", state_arg, cache_arg, str(directory),
             directory.name, *argv]
 
