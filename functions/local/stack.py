@@ -81,7 +81,8 @@ class LocalStack:
         self.project: Project = load_project(project_root)
         self.paths = StatePaths.of(self.project.root)
         self.paths.root.mkdir(parents=True, exist_ok=True)
-        self.store = SqliteSpanStore(self.paths.traces)
+        self.store = SqliteSpanStore(self.paths.traces,
+                                     retention_days=self.project.config.observability.retention_days)
         enabled = self.project.config.observability.tracing if tracing is None else tracing
         self._buffer = BufferedSink(self.store) if enabled else None
         self.sink: SpanSink = SafeSink(self._buffer) if self._buffer is not None else NullSink()
@@ -195,6 +196,7 @@ class LocalStack:
         self.gateway.set_project(project)
         self.gateway.authorize = authorize
         self.queue.set_max_attempts(_max_attempts(project))
+        self.store.set_retention(project.config.observability.retention_days)
         self.dispatcher.update_project(project)
         self.services.queue.project = project  # type: ignore[union-attr]
         await self.runtime.reload(project)

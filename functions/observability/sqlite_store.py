@@ -5,6 +5,12 @@ so that ``flux trace`` can read while ``flux dev`` writes, and ``INSERT OR
 REPLACE`` keyed on (trace_id, span_id) so a retried write is idempotent.
 Strings are made storable first (lone surrogates replaced); if a batch still fails,
 it is written record by record, so one bad record never loses the others.
+
+With a retention (``observability.retention_days``, as ``flux dev`` passes it), the writer deletes
+traces and logs older than that on its first write and then at most once an hour, in the writing
+thread and on its connection, so readers (``flux trace``, the dashboard) never wait on it. Without
+it the file grows by ~260 bytes per span for as long as ``flux dev`` serves, and each write gets
+slower as the table's indexes deepen. DynamoDB does the same in AWS with its TTL attribute.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +30,13 @@ from functions.shared.spans import LOG_LEVELS, LogRecord, Span, is_request_row, 
 
 _log = logging.getLogger("flux.observability")
 _SPAN_INSERT = "INSERT OR REPLACE INTO spans VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+PRUNE_INTERVAL_S = 3600.0
+# A trace goes whole: first every span of a trace whose request row is older than the cutoff (found by the
+# partial index), then any other span older than it. One statement with OR would delete a request row
+# before SQLite evaluates the subquery that should have found its trace.
+_PRUNE_TRACES = "DELETE FROM spans WHERE trace_id IN (SELECT trace_id FROM spans WHERE is_root = 1 AND start_us < ?)"
+_PRUNE_SPANS = "DELETE FROM spans WHERE start_us < ?"
+_PRUNE_LOGS = "DELETE FROM logs WHERE ts_us < ?"
 _LOG_INSERT = "INSERT INTO logs (trace_id, span_id, ts_us, level, function, message, fields) VALUES (?,?,?,?,?,?,?)"
 
 _SCHEMA = """
@@ -74,10 +88,18 @@ def _json(value: Any) -> str:
 
 
 class SqliteSpanStore(SpanStore):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, retention_days: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        self._clock = clock
+        self.set_retention(retention_days)
+
+    def set_retention(self, days: int | None) -> None:
+        """Keep ``days`` of traces and logs (None: keep everything); the next write prunes."""
+        self.retention_s = days * 86_400 if days is not None else None
+        self._pruned_at: float | None = None
         with self._connect() as conn:
             conn.executescript(_SCHEMA)
 
@@ -107,7 +129,37 @@ class SqliteSpanStore(SpanStore):
                 for r in logs]
         self._insert(_LOG_INSERT, rows, "log")
 
+    def prune(self) -> tuple[int, int]:
+        """Delete the traces and logs older than the retention; (spans, logs) deleted."""
+        if self.retention_s is None:
+            return (0, 0)
+        now = self._clock()
+        self._pruned_at = now
+        cutoff_us = int((now - self.retention_s) * 1_000_000)
+        conn = self._connect()
+        with conn:
+            conn.execute("BEGIN")
+            spans = conn.execute(_PRUNE_TRACES, (cutoff_us,)).rowcount
+            spans += conn.execute(_PRUNE_SPANS, (cutoff_us,)).rowcount
+            logs = conn.execute(_PRUNE_LOGS, (cutoff_us,)).rowcount
+        if spans or logs:
+            _log.info("span store: deleted %d spans and %d logs older than %d days", spans, logs,
+                      self.retention_s // 86_400)
+        return (spans, logs)
+
+    def _prune_when_due(self) -> None:
+        if self.retention_s is None:
+            return
+        if self._pruned_at is not None and self._clock() - self._pruned_at < PRUNE_INTERVAL_S:
+            return
+        try:
+            self.prune()
+        except sqlite3.Error as exc:  # a locked or full store must not cost the batch being written
+            self._pruned_at = self._clock()
+            _log.warning("span store: could not delete expired traces (%s); retrying in an hour", exc)
+
     def _insert(self, sql: str, rows: list[tuple[Any, ...]], what: str) -> None:
+        self._prune_when_due()
         conn = self._connect()
         try:
             with conn:

@@ -189,3 +189,75 @@ def test_attributes_keep_every_character_and_lose_only_lone_surrogates(store: Sq
     plain = {"function": "f", "http.status": 200, "cold": False, "note": "é ü 中"}
     store.write_spans([Span(T2, "f" * 16, None, "gateway", "GET /p", 200, 1, "ok", plain)])
     assert store.get_trace(T2)[0].attrs == plain
+
+
+DAY_S = 86_400
+NOW_S = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _us(seconds: float) -> int:
+    return int(seconds * 1_000_000)
+
+
+def test_traces_and_logs_older_than_the_retention_go_on_the_first_write(tmp_path: Path) -> None:
+    path = tmp_path / "traces.db"
+    old, fresh = _us(NOW_S - 15 * DAY_S), _us(NOW_S - 13 * DAY_S)
+    seeded = SqliteSpanStore(path)  # no retention: the CLI's reader, which never deletes
+    seeded.write_spans([gateway(T1, old), child(T1, "c1", f"{old:016x}", old + 50),
+                        gateway(T2, fresh)])
+    seeded.write_logs([log(T1, old), log(T2, fresh)])
+    assert seeded.get_trace(T1) and seeded.list_logs(limit=10)[0].ts_us == old
+    seeded.close()
+
+    store = SqliteSpanStore(path, retention_days=14, clock=Clock(NOW_S))
+    store.write_spans([gateway(T3, _us(NOW_S))])
+    assert store.get_trace(T1) == []
+    assert [t.trace_id for t in store.list_traces()] == [T3, T2]
+    assert [r.ts_us for r in store.list_logs(limit=10)] == [fresh]
+    store.close()
+
+
+def test_a_trace_goes_whole_when_its_request_row_expires(tmp_path: Path) -> None:
+    store = SqliteSpanStore(tmp_path / "traces.db", retention_days=1, clock=Clock(NOW_S))
+    root = _us(NOW_S - DAY_S - 1)
+    store.write_spans([gateway(T1, root), child(T1, "c1", f"{root:016x}", root + 2_000_000)])
+    store.prune()
+    assert store.get_trace(T1) == []
+    store.close()
+
+
+def test_expired_rows_are_looked_for_at_most_once_an_hour(tmp_path: Path) -> None:
+    clock = Clock(NOW_S)
+    store = SqliteSpanStore(tmp_path / "traces.db", retention_days=1, clock=clock)
+    store.write_spans([gateway(T1, _us(NOW_S))])
+    stale = _us(NOW_S - 2 * DAY_S)
+    store.write_spans([gateway(T2, stale)])
+    clock.now += 3599
+    store.write_logs([log(T3, _us(clock.now))])
+    assert store.get_trace(T2), "pruned again within the hour"
+    clock.now += 2
+    store.write_logs([log(T3, _us(clock.now))])
+    assert store.get_trace(T2) == []
+    store.close()
+
+
+def test_a_store_that_cannot_prune_still_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    store = SqliteSpanStore(tmp_path / "traces.db", retention_days=1, clock=Clock(NOW_S))
+
+    def locked() -> tuple[int, int]:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(store, "prune", locked)
+    store.write_spans([gateway(T1, _us(NOW_S))])
+    assert store.get_trace(T1)
+    store.close()
