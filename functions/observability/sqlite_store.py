@@ -95,13 +95,13 @@ class SqliteSpanStore(SpanStore):
         self._local = threading.local()
         self._clock = clock
         self.set_retention(retention_days)
+        with self._connect() as conn:
+            conn.executescript(_SCHEMA)
 
     def set_retention(self, days: int | None) -> None:
         """Keep ``days`` of traces and logs (None: keep everything); the next write prunes."""
         self.retention_s = days * 86_400 if days is not None else None
         self._pruned_at: float | None = None
-        with self._connect() as conn:
-            conn.executescript(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
