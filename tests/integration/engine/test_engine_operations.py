@@ -92,11 +92,13 @@ def test_upsert_inserts_then_updates(harness, seeded) -> None:  # type: ignore[n
 
 
 def test_delete_returns_what_it_removed(harness, seeded) -> None:  # type: ignore[no-untyped-def]
+    """Inserts its own row: under pytest-xdist the upsert test may run on the other worker, or after this one."""
+    harness.rows({"table": "users", "operation": "insert", "returning": [], "data": {"email": "eve@example.com"}})
     removed = harness.rows({"table": "users", "operation": "delete", "returning": ["email"],
-                            "filters": [{"column": "email", "op": "eq", "value": "dee@example.com"}]})
-    assert removed == [{"email": "dee@example.com"}]
+                            "filters": [{"column": "email", "op": "eq", "value": "eve@example.com"}]})
+    assert removed == [{"email": "eve@example.com"}]
     again = harness.query({"table": "users", "operation": "delete",
-                           "filters": [{"column": "email", "op": "eq", "value": "dee@example.com"}]})
+                           "filters": [{"column": "email", "op": "eq", "value": "eve@example.com"}]})
     assert again == {"rows": [], "truncated": False}
 
 
