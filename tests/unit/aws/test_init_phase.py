@@ -94,3 +94,18 @@ def test_an_authorizer_that_fails_in_init_refuses_with_503_then_retries(monkeypa
     entry_authorizer.prepare({})  # outside Lambda: nothing is built
     assert len(calls) == 2
     entry_authorizer.reset()
+
+
+def test_a_secrets_store_costs_no_botocore_import_until_the_first_read() -> None:
+    """INIT builds the store for every function with a secrets prefix; most never read one, so botocore
+    (~7 ms of import) waits for the first ``ctx.secrets.get``, like the client it talks to."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\n"
+             "from functions.runtime.aws_secrets import SecretsManagerStore\n"
+             "from functions.shared.aws_clients import LazyClient\n"
+             "store = SecretsManagerStore(LazyClient('secretsmanager'), 'flux/shop/dev/')\n"
+             "print(sorted(m for m in ('botocore', 'boto3') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
