@@ -7,7 +7,7 @@ Each round is a fresh 3.12 process with the asset and the deployed tier's emulat
 sensitive than wall time to the other work on a shared machine): the interpreter alone (the
 baseline every Python Lambda pays), ``import functions.aws.entry_http`` (the handler import),
 ``load_project`` (the manifest, as the Lambda loads it: the packaged, pre-validated bundle when there
-is one, :func:`functions.shared.manifest.load_packaged_project`), and ``build_state`` (span sink, Runtime,
+is one, :func:`functions.shared.manifest_bundle.load_packaged_project`), and ``build_state`` (span sink, Runtime,
 pipeline: the rest of what INIT does). Ratios are against the baseline measured in the same run.
 """
 
@@ -32,7 +32,7 @@ clock = time.process_time
 t0 = clock()
 from functions.aws import runtime_state
 t1 = clock()
-from functions.shared.manifest import load_packaged_project
+from functions.shared.manifest_bundle import load_packaged_project
 load_packaged_project(runtime_state.project_root(os.environ))
 t2 = clock()
 runtime_state.build_state("http")

@@ -23,8 +23,9 @@ bundle built where no such interpreter exists (see :func:`lambda_python`) ships 
 bytecode and says so in the log.
 
 The project's manifest, validated at build time, is written into ``project/`` as JSON
-(``.flux-project.json``); the Lambda rebuilds the same Project from it without pydantic
-validation (:func:`functions.shared.manifest.load_bundle`), which took most of INIT.
+(``.flux-project.json``); the Lambda reads the same Project back from it without pydantic
+(:func:`functions.shared.manifest_bundle.load_bundle`): validating took most of INIT, importing pydantic
+more than half of what was left.
 
 Everything lands under :func:`cache_root` (``$FLUX_BUILD_CACHE`` or
 ``~/.cache/flux/build``), keyed by a hash of what went in, and is built in a
@@ -50,8 +51,9 @@ from typing import Literal
 
 from functions.aws import names
 from functions.shared.links import check_project_links
-from functions.shared.manifest import BUNDLE_NAME as BUNDLE_MANIFEST
-from functions.shared.manifest import Project, dump_bundle
+from functions.shared.manifest import Project
+from functions.shared.manifest_bundle import BUNDLE_NAME as BUNDLE_MANIFEST
+from functions.shared.manifest_bundle import dump_bundle
 from infra.errors import InfraError
 
 _log = logging.getLogger("flux.infra.packaging")
@@ -62,7 +64,9 @@ LAYER_BUILDER = REPO_ROOT / "layers" / "deno" / "build.py"
 
 # The oldest Python whose Lambda runtime is Amazon Linux 2023: deno needs glibc >= 2.27 (see layers/deno/build.py).
 LAMBDA_PYTHON = "3.12"
-RUNTIME_REQUIREMENTS = ("pydantic", "psycopg[binary]", "psycopg-pool", "jsonschema", "pyjwt[crypto]", "httpx")
+# pydantic: for the Data Engine (loaded on the first ctx.db call) and flux.json files not packaged; msgspec: frames.
+RUNTIME_REQUIREMENTS = ("pydantic", "msgspec", "psycopg[binary]", "psycopg-pool", "jsonschema", "pyjwt[crypto]",
+                        "httpx")
 CONTROL_REQUIREMENTS = ("pydantic", "jsonschema", "pyjwt[crypto]", "httpx")
 _MANYLINUX = ("manylinux_2_34", "manylinux_2_28", "manylinux_2_27", "manylinux_2_17", "manylinux2014")
 _MACHINE = {"x86_64": "x86_64", "arm64": "aarch64"}
@@ -327,7 +331,7 @@ def build_asset(kind: AssetKind, project: Project, *, target: LambdaTarget = Lam
         _copy_tree(FUNCTIONS_PACKAGE, staged / "functions")
         bundled_project = staged / BUNDLE_PROJECT_DIR
         _copy_tree(project.root, bundled_project)
-        # The manifest, validated here, for the Lambda to load without validating (manifest.load_bundle).
+        # The manifest, validated here, for the Lambda to load without validating (manifest_bundle.load_bundle).
         (bundled_project / BUNDLE_MANIFEST).write_text(dump_bundle(project), encoding="utf-8")
         if kind == "runtime":
             entries = [bundled_project / spec.entry.relative_to(project.root) for spec in project.functions.values()]

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from functions.shared.manifest import DEFAULT_CONCURRENCY, FunctionSpec, Project, route_key
+from functions.shared.manifest import DEFAULT_CONCURRENCY, FunctionSpec, Project
+from functions.shared.manifest_bundle import route_key
 from infra.errors import InfraError
 from infra.profile import StageProfile, stage_profile
 

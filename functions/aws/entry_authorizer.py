@@ -29,7 +29,7 @@ from functions.aws import names
 from functions.aws.bundle import project_root
 from functions.gateway.authorizer import Authorizer, unavailable
 from functions.gateway.jwt_auth import JwtVerifier
-from functions.shared.manifest import load_packaged_project
+from functions.shared.manifest_bundle import load_packaged_project
 
 _log = logging.getLogger("flux.aws.authorizer")
 _authorizer: Authorizer | None = None

@@ -46,15 +46,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from functions.aws import names
 from functions.aws.bundle import project_root
 from functions.aws.extension import ExtensionsClient, SpanFlushExtension
 from functions.gateway.pipeline import HttpPipeline
 from functions.runtime.host import Runtime, RuntimeOptions, Services
-from functions.shared.manifest import Project, load_packaged_project
+from functions.shared.manifest_bundle import load_packaged_project
 from functions.shared.spans import NullSink, SafeSink, SpanSink
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import Project
 
 Role = Literal["http", "worker"]
 DEFAULT_STATEMENT_TIMEOUT_MS = 5000

@@ -58,14 +58,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from functions.gateway.errors import CredentialRejected, RateLimitStoreError
 from functions.gateway.jwt_auth import JwtVerifier
 from functions.gateway.keys import ADMIN_SCOPES, FUNCTION_SCOPES, ApiKeyStore, presented_key
 from functions.gateway.ratelimit import RateLimiter
 from functions.gateway.verdict import UNAUTHORIZED_MESSAGE, DenyCode, Verdict
-from functions.shared.manifest import FunctionSpec, Project
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import FunctionSpec, Project
 
 _log = logging.getLogger("flux.gateway.authorizer")
 

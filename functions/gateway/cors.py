@@ -20,9 +20,11 @@ Choices:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from functions.shared.manifest import Cors
+if TYPE_CHECKING:
+    from functions.shared.manifest import Cors
+
 
 #: Response headers a browser script may read cross-origin (the rest of the CORS-safelisted ones are implicit).
 EXPOSE_HEADERS = ("x-request-id", "RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After")

@@ -35,13 +35,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import jwt
 
 from functions.gateway.errors import CredentialRejected, JwksUnavailable
 from functions.gateway.keys import KEY_PREFIX
-from functions.shared.manifest import JwtConfig
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import JwtConfig
 
 _log = logging.getLogger("flux.gateway.jwt")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.gateway.validation import read_input, validate_input
 from functions.gateway.verdict import Verdict
@@ -30,8 +30,10 @@ from functions.shared.apigw import FunctionResponse, event_body, proxy_result, r
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, RouteNotFound, Unauthorized, error_response
 from functions.shared.ids import incoming_trace
-from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SpanSink, start_span
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import FunctionSpec, Project
 
 _log = logging.getLogger("flux.gateway.pipeline")
 # Read by callers in AWS as much as locally: point at the trace, which both have, not at a terminal.

@@ -32,8 +32,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from functions.shared.manifest import RateLimit
+if TYPE_CHECKING:
+    from functions.shared.manifest import RateLimit
+
 
 _NS = 1_000_000_000
 

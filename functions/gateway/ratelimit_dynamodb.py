@@ -22,14 +22,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from functions.gateway.errors import RateLimitStoreError
 from functions.gateway.ratelimit import Policy, RateDecision, RateLimiter, gcra
 from functions.shared.aws_errors import describe, error_code
-from functions.shared.manifest import RateLimit
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import RateLimit
 
 _NS = 1_000_000_000
 

@@ -8,9 +8,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from functions.shared.manifest import Project, route_key
+from functions.shared.manifest_bundle import route_key
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import Project
 
 
 @dataclass(frozen=True, slots=True)

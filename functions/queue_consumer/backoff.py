@@ -9,9 +9,11 @@ not come back as one wave. The cap is 15 minutes: the longest delay SQS allows
 from __future__ import annotations
 
 import random
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from functions.shared.manifest import Retry
+if TYPE_CHECKING:
+    from functions.shared.manifest import Retry
+
 
 MAX_DELAY_S = 900.0
 

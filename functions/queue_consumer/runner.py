@@ -22,15 +22,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from functions.queue_consumer.backoff import Uniform, retry_delay_s
 from functions.queue_consumer.ports import JobQueue, ReceivedJob
 from functions.runtime.ports import Invoker
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, ValidationFailed
-from functions.shared.manifest import Project, Retry
 from functions.shared.spans import SafeSink, Span, SpanSink, now_us, start_span
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import Project, Retry
 
 _log = logging.getLogger("flux.queue")
 
@@ -84,7 +86,11 @@ class JobRunner:
 
     def retry_policy(self, function: str) -> Retry:
         spec = self.project.functions.get(function)
-        return spec.config.retry if spec is not None else Retry()
+        if spec is not None:
+            return spec.config.retry
+        from functions.shared.manifest import Retry  # only for a job of a function the project no longer has
+
+        return Retry()
 
     async def run(self, job: ReceivedJob) -> AttemptResult:
         """Run one delivery and settle it with the queue. Never raises for a failed function;

@@ -21,14 +21,16 @@ import asyncio
 import json
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.queue_consumer.message import MAX_BODY_BYTES, JobMessage, new_job_id
 from functions.queue_consumer.ports import JobQueue
 from functions.shared.context import CallContext
 from functions.shared.errors import FluxError, PayloadTooLarge, ValidationFailed
-from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.spans import SafeSink, now_us, start_span
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import FunctionSpec, Project
 
 MAX_DELAY_S = 900
 MAX_KEY_CHARS = 128

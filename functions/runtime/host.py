@@ -30,7 +30,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from functions.gateway.validation import validate_input
 from functions.runtime.errors import FunctionNotFound, InvocationDepthExceeded, InvokeNotDeclared, PushNotDeclared
@@ -51,9 +51,11 @@ from functions.shared.errors import (
     error_for_code,
 )
 from functions.shared.ids import new_span_id
-from functions.shared.manifest import FunctionSpec, Project
 from functions.shared.secrets import SecretsStore
 from functions.shared.spans import LOG_LEVELS, LogRecord, Span, now_us, redact, start_span
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import FunctionSpec, Project
 
 _log = logging.getLogger("flux.runtime")
 _ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

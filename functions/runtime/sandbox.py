@@ -31,11 +31,14 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from functions.runtime.errors import WorkerStartFailed
 from functions.shared.links import function_read_roots, link_problems
-from functions.shared.manifest import FunctionSpec
 from functions.shared.netdeny import deno_deny_net
+
+if TYPE_CHECKING:
+    from functions.shared.manifest import FunctionSpec
 
 BOOTSTRAP = Path(__file__).parent / "bootstrap" / "bootstrap.ts"
 

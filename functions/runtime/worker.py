@@ -48,7 +48,8 @@ from functions.runtime.frames import (
     LogFrame,
     ReadyFrame,
     SpanFrame,
-    parse_frame,
+    as_dict,
+    decode_frame,
 )
 from functions.runtime.sandbox import WorkerCommand, limit_data
 from functions.runtime.waiting import settled_within
@@ -324,17 +325,12 @@ class DenoWorker:
             if not raw:
                 return
             try:
-                data = json.loads(raw)
+                frame = decode_frame(raw)
             except RecursionError:  # nested too deep for the parser
                 self._too_deep(raw[:200])
                 continue
-            except ValueError:
-                self._protocol_violation("a frame from the worker is not JSON", None)
-                continue
-            try:
-                frame = parse_frame(data)
             except FrameError as exc:
-                self._protocol_violation(str(exc), data)
+                self._protocol_violation(str(exc), exc.data)
                 continue
             self._on_frame(frame)
 
@@ -457,9 +453,9 @@ class DenoWorker:
                     self._idle[inv] = asyncio.get_running_loop().create_future()
                 invocation.done.set_result(frame)
         elif isinstance(frame, LogFrame):
-            invocation.on_log(frame.model_dump())
+            invocation.on_log(as_dict(frame))
         elif isinstance(frame, SpanFrame):
-            invocation.on_span(frame.span.model_dump())
+            invocation.on_span(as_dict(frame.span))
         elif isinstance(frame, CallFrame):
             task = asyncio.create_task(self._serve_call(invocation, frame))
             invocation.tasks.add(task)

@@ -18,6 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from functions.shared.errors import FluxError
 from functions.shared.links import function_read_roots, link_problems
+from functions.shared.manifest_bundle import (
+    DatabaseRules,
+    FunctionSpecRules,
+    ProjectConfigRules,
+    ProjectRules,
+)
 from functions.shared.netdeny import DENIED_NAMES, is_denied
 from functions.shared.secrets import SECRET_NAME
 
@@ -271,7 +277,7 @@ class Cors(_Model):
 APP_ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class Database(_Model):
+class Database(DatabaseRules, _Model):
     url: str | None = None
     provision: bool = False
     secret_arn: str | None = None
@@ -290,11 +296,6 @@ class Database(_Model):
             raise ValueError(f"{value!r} is not a role name (lower-case letters, digits and '_', at most 63, "
                              "not starting with a digit or 'pg_'), or false")
         return value
-
-    @property
-    def app_role_name(self) -> str | None:
-        """The application role's name; None when the project opted out (``"app_role": false``)."""
-        return self.app_role if isinstance(self.app_role, str) else None
 
 
 class Observability(_Model):
@@ -338,7 +339,7 @@ class Limits(_Model):
     max_body_bytes: int = Field(1_048_576, ge=1, le=10 * 1_048_576)
 
 
-class ProjectConfig(_Model):
+class ProjectConfig(ProjectConfigRules, _Model):
     name: str = Field(min_length=1, max_length=64)
     functions_dir: str = "functions"
     auth: ProjectAuth = ProjectAuth()
@@ -361,13 +362,6 @@ class ProjectConfig(_Model):
                 raise ValueError(f"stage {name!r}: use letters, digits and '-', starting with a letter (at most 20)")
         return value
 
-    def stage_profile(self, stage: str) -> Literal["dev", "prod"]:
-        """The profile of ``stage``: flux.json ``stages.<stage>.profile``, else prod for "prod", dev otherwise."""
-        settings = self.stages.get(stage)
-        if settings is not None:
-            return settings.profile
-        return "prod" if stage == "prod" else "dev"
-
     @field_validator("secrets")
     @classmethod
     def _secret_names(cls, value: list[str]) -> list[str]:
@@ -388,7 +382,7 @@ class ProjectConfig(_Model):
         return value
 
 
-class FunctionSpec(BaseModel):
+class FunctionSpec(FunctionSpecRules, BaseModel):
     """A loaded function: its config resolved against the project defaults."""
 
     model_config = ConfigDict(frozen=True, defer_build=True)
@@ -405,39 +399,13 @@ class FunctionSpec(BaseModel):
     # With "auth": {"mode": ..., "optional": true}: anonymous callers get in as type "none".
     auth_optional: bool = False
 
-    @property
-    def is_async(self) -> bool:
-        return self.config.async_
 
-    @property
-    def route_key(self) -> str:
-        """API Gateway's ``routeKey`` for this function (``"GET /orders/{id}"``)."""
-        return route_key(self.method, self.route)
-
-    @property
-    def internal(self) -> bool:
-        return self.config.internal
-
-    @property
-    def pushes(self) -> tuple[str, ...]:
-        """The async functions ``ctx.queue.push`` may target (flux.json ``pushes``)."""
-        return tuple(self.config.pushes)
-
-    @property
-    def invokes(self) -> tuple[str, ...]:
-        """The functions ``ctx.function.invoke`` may call (flux.json ``invokes``)."""
-        return tuple(self.config.invokes)
-
-
-class Project(BaseModel):
+class Project(ProjectRules, BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     root: Path
     config: ProjectConfig
     functions: dict[str, FunctionSpec]
-
-    def function(self, name: str) -> FunctionSpec:
-        return self.functions[name]
 
 
 def _describe(exc: ValidationError, file: Path, root: Path) -> list[str]:
@@ -573,11 +541,6 @@ def _call_problems(specs: dict[str, FunctionSpec], folders: set[str], root: Path
     return problems
 
 
-def route_key(method: str, route: str) -> str:
-    """``"METHOD /route"``, the key API Gateway routes on and every layer looks a function up by."""
-    return f"{method} {route}"
-
-
 def resolve_auth(setting: AuthMode | AuthSetting | None, default: AuthMode) -> tuple[AuthMode, bool]:
     """(mode, optional) of a function's ``auth``: the string form, the object form, or the project default."""
     if isinstance(setting, AuthSetting):
@@ -599,80 +562,3 @@ def json_schemas() -> dict[str, Any]:
                                                {"enum": ["none", "api_key", "jwt"]}],
                                      "default": auth.get("default")}
     return {"project": project, "function": FunctionConfig.model_json_schema(by_alias=True)}
-
-
-# A project packaged for Lambda carries its already-validated manifest as JSON (infra/packaging.py writes it
-# into the bundled project): the Lambda rebuilds the same Project with ``model_construct``, so its INIT neither
-# validates nor builds a single pydantic validator, nor imports jsonschema for the input schemas.
-BUNDLE_NAME = ".flux-project.json"
-BUNDLE_FORMAT = 1
-_SET = "__fields_set__"
-
-
-def dump_bundle(project: Project) -> str:
-    """The validated ``project`` as JSON for :func:`load_bundle`; paths relative to its root."""
-    return json.dumps({"format": BUNDLE_FORMAT, "project": _dump(project, project.root)}, sort_keys=True)
-
-
-def load_bundle(root: str | Path) -> Project:
-    """The Project :func:`dump_bundle` wrote to ``<root>/.flux-project.json``, rooted at ``root``, not validated.
-
-    Only for a bundle the packaging step wrote from a Project that :func:`load_project` validated.
-    """
-    root = Path(root).resolve()
-    document = json.loads((root / BUNDLE_NAME).read_text(encoding="utf-8"))
-    if document.get("format") != BUNDLE_FORMAT:
-        raise ManifestError([f"{BUNDLE_NAME}: format {document.get('format')!r}, expected {BUNDLE_FORMAT}"])
-    return _construct(Project, document["project"], root)
-
-
-def load_packaged_project(root: str | Path) -> Project:
-    """:func:`load_bundle` when the packaging step left one under ``root``, else :func:`load_project`."""
-    if (Path(root) / BUNDLE_NAME).is_file():
-        return load_bundle(root)
-    return load_project(root)
-
-
-def _dump(value: Any, root: Path) -> Any:
-    if isinstance(value, BaseModel):
-        fields = {name: _dump(getattr(value, name), root) for name in type(value).model_fields}
-        return {**fields, _SET: sorted(value.model_fields_set)}
-    if isinstance(value, Path):
-        return str(value.relative_to(root))
-    if isinstance(value, dict):
-        return {key: _dump(item, root) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_dump(item, root) for item in value]
-    return value
-
-
-def _construct(model: type[BaseModel], data: dict[str, Any], root: Path) -> Any:
-    values = {name: _typed(field.annotation, data[name], root) for name, field in model.model_fields.items()}
-    return model.model_construct(_fields_set=set(data[_SET]), **values)
-
-
-def _typed(annotation: Any, value: Any, root: Path) -> Any:
-    """``value`` (from JSON) as the type ``annotation`` names: models, paths, dicts, lists and tuples of them."""
-    import types
-    import typing
-
-    if value is None:
-        return None
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return _construct(annotation, value, root)
-    if annotation is Path:
-        return root / value
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if isinstance(value, dict):
-            models = [arg for arg in args if isinstance(arg, type) and issubclass(arg, BaseModel)]
-            if len(models) == 1:
-                return _construct(models[0], value, root)
-        return value  # the union's other members are plain JSON values (strings, literals, lists of them)
-    if origin is dict:
-        return {key: _typed(args[1], item, root) for key, item in value.items()}
-    if origin is list:
-        return [_typed(args[0], item, root) for item in value]
-    if origin is tuple:
-        return tuple(_typed(args[0], item, root) for item in value)
-    return value

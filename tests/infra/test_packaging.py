@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from functions.runtime.sandbox import deno_executable
-from functions.shared.manifest import BUNDLE_NAME, load_bundle, load_project
+from functions.shared.manifest import load_project
+from functions.shared.manifest_bundle import BUNDLE_NAME, dump_bundle, load_bundle
 from infra.packaging import BUNDLE_DENO_DIR, BUNDLE_PROJECT_DIR, LambdaTarget, build_asset, tree_hash
 from tests.infra.conftest import SHOP
 
@@ -95,6 +96,7 @@ def test_lambda_asset_layout_and_cache(shop_project):
     assert (asset.path / BUNDLE_PROJECT_DIR / "lib" / "money.ts").is_file()  # shared code, at the same relative path
     assert not list(asset.path.rglob(".flux"))  # local state never ships
     assert any(asset.path.glob("pydantic_core/*cpython-312-*-linux-gnu.so"))
+    assert any(asset.path.glob("msgspec/_core*cpython-312-*-linux-gnu.so"))  # the worker frames
     assert not (asset.path / "boto3").exists()  # the Lambda runtime provides it
     assert build_asset("runtime", shop_project).path == asset.path  # cache hit
     # /var/task is read-only: without bytecode in the bundle every cold start compiles every module.
@@ -106,7 +108,7 @@ def test_lambda_asset_layout_and_cache(shop_project):
     assert not list((asset.path / BUNDLE_PROJECT_DIR).rglob("__pycache__"))
     bundled = asset.path / BUNDLE_PROJECT_DIR
     # The validated manifest ships with the project, and loads back (unvalidated) as the same Project.
-    assert load_bundle(bundled) == load_project(bundled)
+    assert dump_bundle(load_bundle(bundled)) == dump_bundle(load_project(bundled))
     plain = Path(tempfile.mkdtemp()) / "project"
     shutil.copytree(bundled, plain, ignore=shutil.ignore_patterns(BUNDLE_NAME))
     assert tree_hash(plain) == tree_hash(shop_project.root)

@@ -9,9 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from functions.runtime.frames import DoneFrame, FrameError, LogFrame, SpanFrame, parse_frame
+from functions.runtime.frames import DoneFrame, FrameError, FrameNotJson, LogFrame, SpanFrame, decode_frame
 from functions.runtime.guard import MAX_ATTRS_CHARS, MAX_SPANS, Budget, GuardedSink, bounded_attrs, clip, clip_tree
 from functions.shared.spans import LogRecord, MemorySink, Span, storable_tree
+
+
+def parse(value: object) -> object:
+    """The frame the worker would decode from ``value`` sent as one JSON line."""
+    return decode_frame(json.dumps(value).encode())
 
 
 @pytest.mark.parametrize("frame, where", [
@@ -20,6 +25,8 @@ from functions.shared.spans import LogRecord, MemorySink, Span, storable_tree
     ({"t": "done", "id": "1", "ok": True}, "id"),
     ({"t": "span", "inv": 1, "span": {"span_id": "zz", "kind": "custom", "name": "n", "start_us": 1,
                                       "duration_us": 1, "status": "ok"}}, "span_id"),
+    ({"t": "span", "inv": 1, "span": {"span_id": "0" * 16 + "\n", "kind": "custom", "name": "n", "start_us": 1,
+                                      "duration_us": 1, "status": "ok"}}, "span_id"),
     ({"t": "span", "inv": 1, "span": {"span_id": "0" * 16, "kind": "gateway", "name": "n", "start_us": 1,
                                       "duration_us": 1, "status": "ok"}}, "kind"),
     ({"t": "nope"}, "frame"),
@@ -27,17 +34,33 @@ from functions.shared.spans import LogRecord, MemorySink, Span, storable_tree
 ])
 def test_malformed_frames_are_refused_with_the_field(frame: object, where: str) -> None:
     with pytest.raises(FrameError, match=where if where != "frame" else "malformed"):
-        parse_frame(frame)
+        parse(frame)
 
 
 def test_well_formed_frames_parse() -> None:
-    assert isinstance(parse_frame({"t": "done", "id": 3, "ok": True, "value": {"a": 1}, "pending": 0}), DoneFrame)
-    log = parse_frame({"t": "log", "inv": 3, "span": "", "ts_us": 5, "level": "info", "message": "m", "fields": {}})
+    assert isinstance(parse({"t": "done", "id": 3, "ok": True, "value": {"a": 1}, "pending": 0}), DoneFrame)
+    log = parse({"t": "log", "inv": 3, "span": "", "ts_us": 5, "level": "info", "message": "m", "fields": {}})
     assert isinstance(log, LogFrame) and log.ts_us == 5
-    span = parse_frame({"t": "span", "inv": 3, "span": {"span_id": "a" * 16, "parent_span_id": None, "kind": "http",
+    span = parse({"t": "span", "inv": 3, "span": {"span_id": "a" * 16, "parent_span_id": None, "kind": "http",
                                                         "name": "GET x", "start_us": 1, "duration_us": 2,
                                                         "status": "error", "attrs": {"k": 1}}})
     assert isinstance(span, SpanFrame) and span.span.attrs == {"k": 1}
+
+
+def test_a_line_that_is_not_json_and_a_malformed_frame_say_which_and_keep_what_was_decoded() -> None:
+    for line in (b"not json", b'{"t": "done", "id": 1, "ok": tru}', b'{"t": "log", "message": "\xff"}'):
+        with pytest.raises(FrameNotJson):
+            decode_frame(line)
+    with pytest.raises(FrameError, match=r"malformed done frame from the worker: ok: Expected `bool`") as caught:
+        decode_frame(b'{"t": "done", "id": 7, "ok": 1}')
+    assert caught.value.data == {"t": "done", "id": 7, "ok": 1}, "the worker finds the invocation it belongs to"
+    lone = decode_frame(b'{"t": "log", "inv": 1, "ts_us": 1, "level": "info", "message": "a\\ud800"}')
+    assert isinstance(lone, LogFrame) and lone.message == "a\ud800", "JSON.stringify writes lone surrogates so"
+    with pytest.raises(FrameError, match="ts_us") as caught:
+        decode_frame(b'{"t": "log", "inv": 2, "ts_us": "x", "level": "info", "message": "\\udc00"}')
+    assert caught.value.data["inv"] == 2
+    with pytest.raises(RecursionError):
+        decode_frame(b'{"t": "done", "id": 1, "ok": true, "value": ' + b"[" * 5000 + b"]" * 5000 + b"}")
 
 
 def test_clip_marks_what_it_cut() -> None:
