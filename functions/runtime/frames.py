@@ -9,7 +9,7 @@ unknown keys are ignored.
 
 The models are msgspec structs, not pydantic: this module is on every runtime
 Lambda's import path, and msgspec costs ~6 ms of INIT where pydantic costs ~60
-(bench/PROFILE.md, "Lambda INIT"). Patterns end in ``\\Z``, not ``$``: msgspec
+(bench/PROFILE.md §7). Patterns end in ``\\Z``, not ``$``: msgspec
 matches with :func:`re.search`, where ``$`` also matches before a final newline.
 """
 

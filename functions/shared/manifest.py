@@ -65,7 +65,8 @@ class ManifestError(FluxError):
 
 
 # defer_build: a model's validator is built on its first validation, not when the class is defined, so a
-# Lambda that loads the pre-validated bundle (:func:`load_bundle`) never builds one (~70 ms of its INIT).
+# process that imports these models without validating a flux.json does not build them. (A Lambda does not
+# import this module at all: it reads the packaged manifest with functions/shared/manifest_bundle.py.)
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, defer_build=True)
 

@@ -3,7 +3,7 @@
 The packaging step (infra/packaging.py) writes it into the bundled project; a Lambda
 reads it back in its INIT without pydantic. Importing pydantic and defining the
 manifest's models cost a runtime Lambda ~60-75 ms of INIT, more than half of its
-handler import (bench/PROFILE.md, "Lambda INIT"), for a manifest that was validated
+handler import (bench/PROFILE.md §7), for a manifest that was validated
 at packaging time and cannot change in a read-only ``/var/task``.
 
 What this module reads back is a tree of read-only records with the models' field

@@ -85,7 +85,7 @@ def test_jwt_route(api, jwt_secret):
     assert response.json()["auth"]["type"] == "jwt"
     assert response.json()["auth"]["subject"] == "user-42"
     standard_error(api.get("/jwt/me"), 401, "unauthorized")
-    standard_error(api.get("/jwt/me", headers={"authorization": f"Bearer {token('wrong-secret')}"}), 401,
+    standard_error(api.get("/jwt/me", headers={"authorization": f"Bearer {token('a-wrong-secret-of-thirty-two-bytes')}"}), 401,
                    "unauthorized")
     expired = token(jwt_secret, exp=int(time.time()) - 3600)
     standard_error(api.get("/jwt/me", headers={"authorization": f"Bearer {expired}"}), 401, "unauthorized")
