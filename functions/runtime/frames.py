@@ -25,11 +25,14 @@ from msgspec import Meta, Struct
 _Int = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 _Id = Annotated[int, Meta(ge=0, le=2**53)]
 _SpanId = Annotated[str, Meta(pattern=r"\A[0-9a-f]{16}\Z")]
-_Short = Annotated[str, Meta(max_length=64)]
+# Strings the host copies into span ids, log levels, method names or headers: no lone surrogates (the old
+# pydantic models refused them in constrained strings; they cannot be encoded into SQLite, DynamoDB or HTTP).
+_NO_SURROGATE = r"\ud800-\udfff"
+_Short = Annotated[str, Meta(pattern=rf"\A[^{_NO_SURROGATE}]*\Z", max_length=64)]
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,256}")
 # No CR, LF or NUL: a value must not be able to start another header line.
-_HeaderValue = Annotated[str, Meta(pattern=r"\A[^\r\n\x00]*\Z", max_length=16 * 1024)]
+_HeaderValue = Annotated[str, Meta(pattern=rf"\A[^\r\n\x00{_NO_SURROGATE}]*\Z", max_length=16 * 1024)]
 _HeaderPair = Annotated[list[_HeaderValue], Meta(min_length=2, max_length=2)]  # JSON has no tuples: [name, value]
 
 
@@ -71,7 +74,7 @@ class IdleFrame(_Frame, tag="idle"):
 class LogFrame(_Frame, tag="log"):
     inv: _Id
     ts_us: _Int
-    level: Annotated[str, Meta(max_length=16)]
+    level: Annotated[str, Meta(pattern=rf"\A[^{_NO_SURROGATE}]*\Z", max_length=16)]
     message: str
     span: _Short = ""
     fields: dict[str, Any] = {}
@@ -130,7 +133,7 @@ def decode_frame(line: bytes) -> Frame:
     try:
         return _DECODER.decode(line)
     except msgspec.ValidationError as exc:
-        raise _malformed(exc, _json_or_none(line)) from None
+        raise _malformed(_where(str(exc)), _json_or_none(line)) from None
     except msgspec.DecodeError:
         return _decode_as_python_does(line)
 
@@ -148,20 +151,26 @@ def _decode_as_python_does(line: bytes) -> Frame:
     try:
         return msgspec.convert(data, Frame)  # type: ignore[arg-type]  # a union of tagged structs
     except msgspec.ValidationError as exc:
-        raise _malformed(exc, data) from None
+        raise _malformed(_where(str(exc)), data) from None
+    except UnicodeError:  # msgspec encodes a string to match or describe it; a lone surrogate cannot be
+        raise _malformed("a lone surrogate in a field that does not allow one", data) from None
 
 
-def _malformed(exc: msgspec.ValidationError, data: Any) -> FrameError:
+def _malformed(detail: str, data: Any) -> FrameError:
     kind = data.get("t") if isinstance(data, dict) else None
-    return FrameError(f"malformed {kind if isinstance(kind, str) else 'unknown'} frame from the worker: "
-                      f"{_where(str(exc))}", data)
+    return FrameError(f"malformed {kind if isinstance(kind, str) else 'unknown'} frame from the worker: {detail}",
+                      data)
 
 
 def _json_or_none(line: bytes) -> Any:
-    """The line decoded without the schema (only to say whose malformed frame it was)."""
+    """The line decoded without the schema (only to say whose malformed frame it was).
+
+    A line nested too deeply raises :class:`RecursionError` here too: the worker's too-deep path
+    finds its invocation from the line's head, which a malformed frame without ``data`` could not.
+    """
     try:
         return json.loads(line)
-    except (ValueError, RecursionError):
+    except ValueError:
         return None
 
 

@@ -61,6 +61,41 @@ def test_a_line_that_is_not_json_and_a_malformed_frame_say_which_and_keep_what_w
     assert caught.value.data["inv"] == 2
     with pytest.raises(RecursionError):
         decode_frame(b'{"t": "done", "id": 1, "ok": true, "value": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+    with pytest.raises(RecursionError):  # malformed too, but only the too-deep path can tell whose it was
+        decode_frame(b'{"t": "done", "id": 1, "ok": "x", "value": ' + b"[" * 5000 + b"]" * 5000 + b"}")
+
+
+@pytest.mark.parametrize("line", [
+    rb'{"t": "log", "inv": 1, "ts_us": 1, "level": "info", "message": "m", "span": "\ud800"}',
+    rb'{"t": "log", "inv": 1, "ts_us": 1, "level": "\udfff", "message": "m"}',
+    rb'{"t": "call", "id": 1, "inv": 1, "method": "db.\ud800"}',
+    rb'{"t": "done", "id": 1, "ok": true, "response": {"status": 200, "headers": [["x-a", "\ud800"]]}}',
+    rb'{"t": "span", "inv": 1, "span": "\ud83d"}',  # a string where a span belongs: msgspec cannot encode it
+    rb'{"t": "\ud800"}',
+])
+def test_a_lone_surrogate_is_refused_where_the_host_copies_the_string_into_ids_or_headers(line: bytes) -> None:
+    with pytest.raises(FrameError):
+        decode_frame(line)
+
+
+_ANY_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=8)  # lone surrogates included
+_JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | _ANY_TEXT,
+                        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_ANY_TEXT, inner, max_size=3),
+                        max_leaves=10)
+_FRAMEISH = st.dictionaries(st.sampled_from(["t", "id", "inv", "ok", "span", "level", "message", "method",
+                                             "response", "ts_us", "fields", "value"]), _JSONISH, max_size=6) \
+    .map(lambda d: d if "t" not in d else {**d, "t": d["t"] if d["t"] else "log"})
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_FRAMEISH.map(lambda d: json.dumps(d).encode()), _JSONISH.map(lambda v: json.dumps(v).encode()),
+                 st.binary(max_size=64)))
+def test_any_line_is_a_frame_or_a_frame_error_never_another_exception(line: bytes) -> None:
+    """The reader handles FrameError and RecursionError; anything else would end it and orphan the worker."""
+    try:
+        decode_frame(line)
+    except FrameError:
+        pass
 
 
 def test_clip_marks_what_it_cut() -> None:
