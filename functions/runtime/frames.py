@@ -28,7 +28,8 @@ _SpanId = Annotated[str, Meta(pattern=r"\A[0-9a-f]{16}\Z")]
 # Strings the host copies into span ids, log levels, method names or headers: no lone surrogates (the old
 # pydantic models refused them in constrained strings; they cannot be encoded into SQLite, DynamoDB or HTTP).
 _NO_SURROGATE = r"\ud800-\udfff"
-_Short = Annotated[str, Meta(pattern=rf"\A[^{_NO_SURROGATE}]*\Z", max_length=64)]
+_NO_SURROGATES = rf"\A[^{_NO_SURROGATE}]*\Z"
+_Short = Annotated[str, Meta(pattern=_NO_SURROGATES, max_length=64)]
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]{1,256}")
 # No CR, LF or NUL: a value must not be able to start another header line.
@@ -74,7 +75,7 @@ class IdleFrame(_Frame, tag="idle"):
 class LogFrame(_Frame, tag="log"):
     inv: _Id
     ts_us: _Int
-    level: Annotated[str, Meta(pattern=rf"\A[^{_NO_SURROGATE}]*\Z", max_length=16)]
+    level: Annotated[str, Meta(pattern=_NO_SURROGATES, max_length=16)]
     message: str
     span: _Short = ""
     fields: dict[str, Any] = {}
