@@ -146,6 +146,8 @@ def _record_class(model: str) -> type[Record]:
         cls = type(model, (rules, Record) if rules else (Record,), {"__doc__": f"A packaged {model}."})
         _RECORDS[model] = cls
     return cls
+
+
 _MARKERS = ("$model", "$fields", "$path", "$tuple", "$dict")
 
 
