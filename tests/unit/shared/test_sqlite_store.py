@@ -261,3 +261,40 @@ def test_a_store_that_cannot_prune_still_writes(tmp_path: Path, monkeypatch: pyt
     store.write_spans([gateway(T1, _us(NOW_S))])
     assert store.get_trace(T1)
     store.close()
+
+
+def _inserts_seen(store: SqliteSpanStore) -> list[str]:
+    """Every statement the store's connection runs, with its values expanded (rows joined by "),(")."""
+    statements: list[str] = []
+    store._connect().set_trace_callback(statements.append)
+    return statements
+
+
+def test_a_large_batch_goes_in_as_a_few_multi_row_statements(store: SqliteSpanStore) -> None:
+    """300 spans: one statement of 256 rows, then 32, 8 and 4, not 300 steps (each step releases the GIL)."""
+    statements = _inserts_seen(store)
+    spans = [child(f"{i:032x}", f"{i:016x}", "p" * 16, i) for i in range(300)]
+    store.write_spans(spans)
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert [s.count("),(") + 1 for s in inserts] == [256, 32, 8, 4]
+    assert sum(len(store.get_trace(s.trace_id)) for s in spans) == 300
+    assert store.get_trace(spans[299].trace_id) == [spans[299]]
+
+
+def test_a_batch_keeps_its_order_across_chunks(store: SqliteSpanStore) -> None:
+    """The last write of a span in a batch wins, as row by row; logs keep their order across chunks."""
+    first = [child(T1, f"{i:016x}", "p" * 16, i, version=1) for i in range(200)]
+    again = [child(T1, f"{i:016x}", "p" * 16, i, version=2) for i in range(100)]
+    store.write_spans(first + again)
+    versions = [s.attrs["version"] for s in store.get_trace(T1)]
+    assert versions == [2] * 100 + [1] * 100
+    store.write_logs([log(T1, 5, message=f"m{i}") for i in range(300)])
+    assert [r.message for r in store.list_logs(limit=1000)] == [f"m{i}" for i in range(300)]
+
+
+def test_one_bad_record_in_a_large_batch_loses_only_itself(store: SqliteSpanStore) -> None:
+    spans = [child(f"{i:032x}", f"{i:016x}", "p" * 16, i) for i in range(300)]
+    spans[270] = Span(spans[270].trace_id, "b" * 16, None, "gateway", "GET /y", 2**70, 1, "ok", {})
+    store.write_spans(spans)
+    kept = [s for s in spans if store.get_trace(s.trace_id)]
+    assert len(kept) == 299 and spans[270] not in kept
