@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from functions.shared import ids
 from functions.shared.ids import (
     IncomingTrace,
     incoming_trace,
@@ -31,6 +32,15 @@ def test_new_ids_have_the_right_shape_and_are_unique() -> None:
     assert all(HEX32.match(t) for t in traces)
     assert all(HEX16.match(s) for s in spans)
     assert all(is_trace_id(t) for t in traces)
+
+
+def test_trace_ids_start_with_the_epoch_millisecond(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids made a millisecond apart sort in time order, so the span store's index only appends."""
+    clock = iter([1_764_000_000.0004, 1_764_000_000.0016])
+    monkeypatch.setattr(ids.time, "time", lambda: next(clock))
+    first, second = new_trace_id(), new_trace_id()
+    assert first[:12] == f"{1_764_000_000_000:012x}" and second[:12] == f"{1_764_000_000_001:012x}"
+    assert first < second
 
 
 @pytest.mark.parametrize(("value", "expected"), [
