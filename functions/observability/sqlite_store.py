@@ -18,12 +18,15 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from functions.observability.store import SpanStore, TraceSummary, summary_of
 from functions.shared.local_io import open_sqlite
@@ -100,17 +103,55 @@ CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id);
 
 # json.dumps(..., default=str) builds a new encoder on every call; one shared encoder halves the cost.
 _encode = json.JSONEncoder(default=str).encode
+# msgspec writes the same JSON values ~9x faster (0.3 against 2.8 µs for a db span's attributes), but
+# not for everything: NaN and infinities become null, and dates, UUIDs, decimals, bytes, sets and
+# dataclasses get msgspec's own forms where the json module (and the DynamoDB store) writes str().
+_fast_encode = msgspec.json.Encoder().encode
+_JSON_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def _json(value: Any) -> str:
     """``value`` as stored JSON, lone surrogates replaced (:func:`storable_tree`).
 
+    Attributes made only of JSON's own types (the spans Flux writes, and everything decoded from a
+    worker's frames) go through msgspec, whose text reads back to the same value; anything else, and
+    a string msgspec cannot encode (a lone surrogate), through the json module as before.
     json.dumps escapes every character outside ASCII, so a surrogate, lone or paired, can only
     appear as ``\\ud...``: without that sequence the text is what storable_tree would have given, and
     the walk over the value (a third of a span's write cost) is skipped.
     """
+    if _plain(value):
+        try:
+            return _fast_encode(value).decode()
+        except UnicodeEncodeError:
+            pass
     text = _encode(value)
     return text if "\\ud" not in text else _encode(storable_tree(value))
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """Whether ``value`` is JSON's own types only: str keys, finite floats, no subclasses, not too deep."""
+    kind = type(value)
+    if kind is dict:
+        if depth > _PLAIN_DEPTH:
+            return False
+        for key, item in value.items():
+            if type(key) is not str or (type(item) not in _JSON_SCALARS and not _plain(item, depth + 1)):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        if depth > _PLAIN_DEPTH:
+            return False
+        for item in value:
+            if type(item) not in _JSON_SCALARS and not _plain(item, depth + 1):
+                return False
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    return kind in _JSON_SCALARS
+
+
+_PLAIN_DEPTH = 64  # deeper values take the json module's path (and its recursion limit), as before
 
 
 def _insert_chunked(conn: sqlite3.Connection, single: str, rows: list[tuple[Any, ...]]) -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from functions.observability import sqlite_store
 from functions.observability.sqlite_store import SqliteSpanStore
-from functions.shared.spans import LogRecord, Span
+from functions.shared.spans import LogRecord, Span, storable_tree
 
 T1 = "11111111111111111111111111111111"
 T2 = "22222222222222222222222222222222"
@@ -298,3 +302,33 @@ def test_one_bad_record_in_a_large_batch_loses_only_itself(store: SqliteSpanStor
     store.write_spans(spans)
     kept = [s for s in spans if store.get_trace(s.trace_id)]
     assert len(kept) == 299 and spans[270] not in kept
+
+
+def _old_json(value: object) -> str:
+    """The stored text before msgspec: the json module, lone surrogates replaced."""
+    text = sqlite_store._encode(value)
+    return text if "\\ud" not in text else sqlite_store._encode(storable_tree(value))
+
+
+_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
+            | st.floats(allow_nan=True, allow_infinity=True) | st.text(alphabet=st.characters(), max_size=8)
+            | st.datetimes() | st.uuids() | st.decimals(allow_nan=False) | st.binary(max_size=4))
+_keys = st.text(max_size=4) | st.integers(min_value=-5, max_value=5) | st.booleans() | st.none()
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
+                       | st.dictionaries(_keys, inner, max_size=3) | st.frozensets(st.integers(), max_size=2),
+                       max_leaves=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=6), _values, max_size=5))
+def test_stored_attributes_read_back_as_the_json_module_wrote_them(attrs: dict) -> None:
+    """msgspec writes plain attributes; whatever it is given, the text reads back to what json wrote."""
+    assert json.dumps(json.loads(sqlite_store._json(attrs))) == json.dumps(json.loads(_old_json(attrs)))
+
+
+@pytest.mark.parametrize("attrs", [
+    {"ratio": float("nan")}, {"big": float("inf")}, {"when": datetime.datetime(2026, 12, 4, 21, 0)},
+    {"ids": {1, 2}}, {"nested": {1: "int key"}}, {"lone": "\ud800"}, {"deep": [[[[1]]]] * 2},
+])
+def test_attributes_msgspec_would_write_differently_take_the_json_module(attrs: dict) -> None:
+    assert json.dumps(json.loads(sqlite_store._json(attrs))) == json.dumps(json.loads(_old_json(attrs)))
