@@ -68,6 +68,7 @@ def _chunks(count: int) -> list[int]:
         rest -= size
     return sizes
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spans (
     trace_id TEXT NOT NULL,
