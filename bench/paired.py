@@ -17,7 +17,6 @@ into the gateway's main thread and its other threads (the span writer, executor 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
@@ -26,9 +25,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.procs import ManagedProcess, TreeSampler
-
-_TICKS = os.sysconf("SC_CLK_TCK")
+from bench.procs import ManagedProcess, TreeSampler, thread_cpu_s
 
 
 @dataclass
@@ -40,22 +37,6 @@ class Server:
     base: str = ""
     work: Path | None = None
     slices: list[tuple[float, float, float, float]] = field(default_factory=list)  # rps, tree, main, threads µs/req
-
-
-def thread_cpu_s(pid: int) -> tuple[float, float]:
-    """CPU seconds of ``pid``'s main thread and of all its other threads."""
-    main = others = 0.0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        used = (int(fields[11]) + int(fields[12])) / _TICKS
-        if int(task.name) == pid:
-            main += used
-        else:
-            others += used
-    return main, others
 
 
 def start(server: Server, dsn: str) -> None:
@@ -147,9 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         dsn = db.start()
         for server in servers:
             start(server, dsn)
-        for server in servers:
-            if args.fill > 0:
-                fill(server, args.fill, args.connections)
+        for server in servers if args.fill > 0 else ():
+            fill(server, args.fill, args.connections)
         for index in range(args.slices):
             for server in servers if index % 2 == 0 else servers[::-1]:
                 measure_slice(server, args.scenario, args.seconds, args.connections)

@@ -46,25 +46,11 @@ def serve_main(argv: list[str]) -> int:
         profiler.dump_stats(os.environ[STATS_ENV])
 
 
-def _thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread name of ``pid`` (utime + stime from /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, float] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
 def measure_main(argv: list[str]) -> int:
     from bench.database import BenchDatabase
     from bench.figures import scratch_dir
     from bench.loadgen import SCENARIOS, LoadSettings, run_wrk
-    from bench.procs import ManagedProcess
+    from bench.procs import ManagedProcess, thread_cpu_s
     from bench.setup_env import prepare
     from bench.stacks import REPO, base_env, copy_flux_app, free_port, wait_ready
 
@@ -93,17 +79,16 @@ def measure_main(argv: list[str]) -> int:
         base = f"http://127.0.0.1:{port}"
         wait_ready(f"{base}/hello", process)
         run_wrk(base, args.scenario, load, duration_s=load.warmup_s)
-        threads_before = _thread_cpu_s(process.pid)
+        threads_before = thread_cpu_s(process.pid)
         result = run_wrk(base, args.scenario, load)
-        threads_after = _thread_cpu_s(process.pid)
+        threads_after = thread_cpu_s(process.pid)
         process.stop()
         process = None
         print(f"{args.scenario}: {result.rps:,.0f} req/s, {result.requests} requests "
               f"(the profile also holds start-up and warm-up)")
-        for name, after in sorted(threads_after.items()):
-            spent = after - threads_before.get(name, 0.0)
-            if spent > 0:
-                print(f"  thread {name:<18} {spent / result.requests * 1e6:8.1f} CPU µs/request (from /proc)")
+        for name, after, before in zip(("event loop (main)", "other threads"), threads_after, threads_before,
+                                       strict=True):
+            print(f"  {name:<18} {(after - before) / result.requests * 1e6:8.1f} CPU µs/request (from /proc)")
         (REPO / "bench" / "out").mkdir(exist_ok=True)  # kept for snakeviz / pstats (bench/out is ignored)
         shutil.copy(stats_path, REPO / "bench" / "out" / f"gateway-{args.scenario}.prof")
         stats = pstats.Stats(str(stats_path))

@@ -109,6 +109,7 @@ _encode = json.JSONEncoder(default=str).encode
 # dataclasses get msgspec's own forms where the json module (and the DynamoDB store) writes str().
 _fast_encode = msgspec.json.Encoder().encode
 _JSON_SCALARS = frozenset({str, int, bool, type(None)})
+_PLAIN_DEPTH = 64  # deeper values take the json module's path (and its recursion limit), as before
 
 
 def _json(value: Any) -> str:
@@ -150,9 +151,6 @@ def _plain(value: Any, depth: int = 0) -> bool:
     if kind is float:
         return math.isfinite(value)
     return kind in _JSON_SCALARS
-
-
-_PLAIN_DEPTH = 64  # deeper values take the json module's path (and its recursion limit), as before
 
 
 def _insert_chunked(conn: sqlite3.Connection, single: str, rows: list[tuple[Any, ...]]) -> None:

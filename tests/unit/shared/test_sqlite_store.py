@@ -310,6 +310,13 @@ def _old_json(value: object) -> str:
     return text if "\\ud" not in text else sqlite_store._encode(storable_tree(value))
 
 
+def _nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 _scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
             | st.floats(allow_nan=True, allow_infinity=True) | st.text(alphabet=st.characters(), max_size=8)
             | st.datetimes() | st.uuids() | st.decimals(allow_nan=False) | st.binary(max_size=4))
@@ -328,7 +335,7 @@ def test_stored_attributes_read_back_as_the_json_module_wrote_them(attrs: dict) 
 
 @pytest.mark.parametrize("attrs", [
     {"ratio": float("nan")}, {"big": float("inf")}, {"when": datetime.datetime(2026, 12, 4, 21, 0)},
-    {"ids": {1, 2}}, {"nested": {1: "int key"}}, {"lone": "\ud800"}, {"deep": [[[[1]]]] * 2},
+    {"ids": {1, 2}}, {"nested": {1: "int key"}}, {"lone": "\ud800"}, {"deep": _nested(sqlite_store._PLAIN_DEPTH + 5)},
 ])
 def test_attributes_msgspec_would_write_differently_take_the_json_module(attrs: dict) -> None:
     assert json.dumps(json.loads(sqlite_store._json(attrs))) == json.dumps(json.loads(_old_json(attrs)))
